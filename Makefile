@@ -1,0 +1,92 @@
+# Enviromon build. `make` builds ./handler; `make test` installs dependencies, builds and
+# runs every test; `make asan` runs the same tests under AddressSanitizer + UBSan.
+#
+# Layout: every .c under src/ except the program entry points (src/*/main.c) goes into
+# build/<variant>/libenviromon.a; each tests/unit/test_*.c and tests/integration/test_*.c is
+# its own cmocka binary linked against that library. New modules need no Makefile change.
+
+PKGS      := libmicrohttpd libcjson libcurl openssl
+CC        ?= cc
+CSTD      := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+OPT       ?= -O2 -g
+VARIANT   ?= release
+SAN       ?=
+BUILD     := build/$(VARIANT)
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS    += $(CSTD) $(WARN) $(OPT) $(SAN) -Isrc $(PKG_CFLAGS) -MMD -MP
+LDLIBS    += $(PKG_LIBS) -lpthread -lm
+LDFLAGS   += $(SAN)
+
+LIB_SRCS  := $(filter-out src/%/main.c,$(shell find src -name '*.c' | sort))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB       := $(BUILD)/libenviromon.a
+
+PROGRAMS  := handler $(if $(wildcard src/devhost/main.c),devhost) $(if $(wildcard src/simulator/main.c),simulator)
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+INTEG_SRCS:= $(wildcard tests/integration/test_*.c)
+TEST_SUPPORT := $(wildcard tests/lib/*.c)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TEST_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%) $(INTEG_SRCS:%.c=$(BUILD)/%) $(TOOL_SRCS:%.c=$(BUILD)/%)
+
+.PHONY: all deps test asan unit integration clean bench valgrind run
+
+all: $(PROGRAMS)
+
+# Programs are built per variant and copied to the repository root for the release build
+# (host.json names ./handler).
+handler: $(BUILD)/handler
+	cp $< $@
+devhost: $(BUILD)/devhost
+	cp $< $@
+simulator: $(BUILD)/simulator
+	cp $< $@
+
+$(BUILD)/%: $(BUILD)/src/%/main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT:%.c=$(BUILD)/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+deps:
+	@./tools/deps.sh
+
+# Build the test binaries and programs of one variant (release or asan).
+test-build: $(PROGRAMS) $(TEST_BINS)
+
+test: deps
+	@$(MAKE) --no-print-directory test-build
+	@./tests/run.sh $(BUILD)
+
+asan: deps
+	@$(MAKE) --no-print-directory VARIANT=asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-build-asan
+
+test-build-asan: $(TEST_BINS) $(PROGRAMS:%=$(BUILD)/%)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ./tests/run.sh $(BUILD)
+
+valgrind: deps
+	@$(MAKE) --no-print-directory test-build
+	@VALGRIND=1 ./tests/run.sh $(BUILD)
+
+bench: deps all
+	@./bench/run.sh
+
+clean:
+	rm -rf build handler devhost simulator
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,40 @@
+/* app.h — the handler's process-wide state, shared by every invocation.
+ *
+ * Built once at start-up from the settings (config.h) and read-only afterwards, except for
+ * members that are internally thread-safe (the table client, the calibration cache, the
+ * device ETag cache). Functions receive it as their second argument. */
+#ifndef ENVIROMON_APP_H
+#define ENVIROMON_APP_H
+
+#include "util/config.h"
+
+struct table_client;
+struct calib_cache;
+struct etag_cache;
+struct invocation;
+
+typedef struct app {
+    config_t              cfg;
+    struct table_client  *tables;     /* NULL when no storage connection string is set */
+    char                  tables_error[256]; /* why tables is NULL (no secret in it) */
+    struct calib_cache   *calib;      /* EventTrigger calibration cache (may be NULL) */
+    struct etag_cache    *etags;      /* EventTrigger device ETag/state cache (may be NULL) */
+} app_t;
+
+/* A function body. Returns 0 on success; on failure calls inv_fail() and returns -1. */
+typedef int (*function_fn)(struct invocation *inv, app_t *app);
+
+typedef struct function_entry {
+    const char *name;     /* route: POST /<name>, matched case-insensitively */
+    function_fn fn;
+} function_entry_t;
+
+/* The registered functions (functions/registry.c), terminated by {NULL, NULL}. */
+extern const function_entry_t app_functions[];
+
+/* Build app from the environment. Returns 0, or -1 with a message in err. Storage being
+ * unreachable is not an error here (functions report it per invocation). */
+int  app_init(app_t *app, int require_port, char *err, size_t errlen);
+void app_free(app_t *app);
+
+#endif
