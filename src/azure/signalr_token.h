@@ -35,6 +35,16 @@ int sr_client_url(const sr_conn_t *c, const char *hub, char *out, size_t outlen)
 /* Client audience: {scheme}://{host}/client/?hub={hub lower} (no port). */
 int sr_client_audience(const sr_conn_t *c, const char *hub, char *out, size_t outlen);
 
+/* REST send path (2022-06-01 API) for a broadcast, one user (user_id) or one group (group;
+ * used only when user_id is NULL): "/api/hubs/{hub lower}[/users/{u}|/groups/{g}]/:send?api-version=2022-06-01",
+ * segments percent-encoded. Returns 0, or -1 (empty names, does not fit). */
+int sr_rest_send_path(const char *hub, const char *user_id, const char *group, char *out, size_t outlen);
+/* Full REST URL: request base + path_query (which starts with '/'). */
+int sr_rest_url(const sr_conn_t *c, const char *path_query, char *out, size_t outlen);
+/* REST audience: {scheme}://{host}{path_query} (no port). For "/api/v1/..." paths the query
+ * and any trailing '/' are dropped (v1 sample); "/api/hubs/..." keeps the query (SDK form). */
+int sr_rest_audience(const sr_conn_t *c, const char *path_query, char *out, size_t outlen);
+
 /* Mint an HS256 JWT: header {"alg":"HS256","typ":"JWT"}, payload {"aud":aud,"exp":exp[,"nameid":user_id]}.
  * user_id may be NULL. Returns a malloc'd token or NULL. */
 char *sr_token_mint(const char *key, size_t key_len, const char *aud, time_t exp, const char *user_id);
