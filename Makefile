@@ -45,9 +45,10 @@ devhost: $(BUILD)/devhost
 simulator: $(BUILD)/simulator
 	cp $< $@
 
-$(BUILD)/%: $(BUILD)/src/%/main.o $(LIB)
+# Programs link the objects themselves, not the archive, so that every module is present.
+$(BUILD)/%: $(BUILD)/src/%/main.o $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
@@ -59,7 +60,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT:%.c=$(BUILD)/%.o) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS) -lcmocka
 
 deps:
 	@./tools/deps.sh

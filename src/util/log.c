@@ -1,4 +1,5 @@
 /* log.c — process and invocation logging with secret redaction (see log.h). */
+#define _GNU_SOURCE /* strcasestr */
 #include "util/log.h"
 
 #include <cjson/cJSON.h>

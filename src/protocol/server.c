@@ -1,0 +1,267 @@
+/* server.c — libmicrohttpd server for the custom-handler protocol (see server.h). */
+#include "protocol/server.h"
+
+#include "protocol/invocation.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#if MHD_VERSION < 0x00097002
+typedef int MHD_Result_t;
+#else
+typedef enum MHD_Result MHD_Result_t;
+#endif
+
+struct server {
+    struct MHD_Daemon *daemon;
+    app_t             *app;
+    atomic_int         inflight;
+};
+
+/* Per-request state, created on the first access-handler call. */
+typedef struct request_state {
+    buf_t  body;
+    int    too_large;   /* the body passed max_body_bytes: drain it, then answer 413 */
+    int    counted;     /* counted in srv->inflight */
+} request_state_t;
+
+static MHD_Result_t send_json(struct MHD_Connection *conn, unsigned int status, char *body_owned)
+{
+    if (!body_owned) {
+        body_owned = strdup("{\"error\":\"out of memory\"}");
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        if (!body_owned) return MHD_NO;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body_owned), body_owned, MHD_RESPMEM_MUST_FREE);
+    if (!r) { free(body_owned); return MHD_NO; }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
+    MHD_Result_t rc = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+/* {"error": msg} with printf formatting. */
+static MHD_Result_t send_error(struct MHD_Connection *conn, unsigned int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static MHD_Result_t send_error(struct MHD_Connection *conn, unsigned int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *o = cJSON_CreateObject();
+    char *text = NULL;
+    if (o && cJSON_AddStringToObject(o, "error", msg)) text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    log_msg(NULL, status >= 500 ? LOG_ERROR : LOG_WARN, "HTTP %u: %s", status, msg);
+    return send_json(conn, status, text);
+}
+
+static const function_entry_t *find_function(const char *path)
+{
+    if (path[0] == '/') path++;
+    size_t len = strlen(path);
+    while (len && path[len - 1] == '/') len--; /* tolerate a trailing slash */
+    for (const function_entry_t *f = app_functions; f->name; f++)
+        if (strlen(f->name) == len && strncasecmp(f->name, path, len) == 0) return f;
+    return NULL;
+}
+
+/* Where a JSON parse failed, as "line L, column C" plus a short excerpt, for the 400. */
+static void describe_parse_error(const char *text, size_t len, const char *at, char *out, size_t outlen)
+{
+    if (!at || at < text || at > text + len) { snprintf(out, outlen, "invalid JSON"); return; }
+    size_t off = (size_t)(at - text);
+    if (off >= len) { snprintf(out, outlen, "invalid JSON: unexpected end of input after %zu bytes", len); return; }
+    int line = 1, col = 1;
+    for (size_t i = 0; i < off; i++) { if (text[i] == '\n') { line++; col = 1; } else col++; }
+    char excerpt[24];
+    size_t n = 0;
+    for (size_t i = off; i < len && n < sizeof excerpt - 1; i++)
+        excerpt[n++] = (text[i] >= 0x20 && text[i] < 0x7f && text[i] != '"' && text[i] != '\\') ? text[i] : '?';
+    excerpt[n] = '\0';
+    snprintf(out, outlen, "invalid JSON at line %d, column %d (byte %zu), near '%s'", line, col, off, excerpt);
+}
+
+static MHD_Result_t run_function(server_t *srv, struct MHD_Connection *conn, const function_entry_t *f,
+                                 request_state_t *st)
+{
+    if (st->body.len == 0)
+        return send_error(conn, MHD_HTTP_BAD_REQUEST,
+                          "empty request body: expected {\"Data\":{...},\"Metadata\":{...}}");
+    const char *end = NULL;
+    cJSON *req = cJSON_ParseWithLengthOpts(st->body.data, st->body.len, &end, 0);
+    if (!req) {
+        char why[160];
+        describe_parse_error(st->body.data, st->body.len, end, why, sizeof why);
+        return send_error(conn, MHD_HTTP_BAD_REQUEST, "%s: %s", f->name, why);
+    }
+    /* Nothing but whitespace may follow the value. */
+    for (const char *p = end; p && p < st->body.data + st->body.len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(req);
+            char why[160];
+            describe_parse_error(st->body.data, st->body.len, p, why, sizeof why);
+            return send_error(conn, MHD_HTTP_BAD_REQUEST, "%s: trailing data after the JSON value: %s", f->name, why);
+        }
+    }
+    buf_free(&st->body); /* the tree is all we need from here on */
+
+    const char *inv_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Azure-Functions-InvocationId");
+    invocation_t inv;
+    char err[256];
+    if (inv_init(&inv, f->name, inv_id, req, err, sizeof err) != 0) {
+        inv_free(&inv);
+        return send_error(conn, MHD_HTTP_BAD_REQUEST, "%s: %s", f->name, err);
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = f->fn(&inv, srv->app);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
+    log_debug(NULL, "%s invocation %s finished in %ld ms (rc=%d)", f->name, inv.invocation_id, ms, rc);
+    MHD_Result_t ret;
+    if (rc == 0) {
+        ret = send_json(conn, MHD_HTTP_OK, inv_render_response(&inv));
+    } else {
+        if (!inv.fail_message[0]) snprintf(inv.fail_message, sizeof inv.fail_message, "%s failed", f->name);
+        ret = send_json(conn, (unsigned)inv.fail_status, inv_render_failure(&inv));
+    }
+    inv_free(&inv);
+    return ret;
+}
+
+static MHD_Result_t on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                               const char *version, const char *upload_data, size_t *upload_data_size,
+                               void **con_cls)
+{
+    (void)version;
+    server_t *srv = cls;
+    request_state_t *st = *con_cls;
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        if (!st) return MHD_NO;
+        st->counted = 1;
+        atomic_fetch_add(&srv->inflight, 1);
+        *con_cls = st;
+        return MHD_YES; /* wait for the body (or its absence) */
+    }
+    if (*upload_data_size) {
+        if (!st->too_large) {
+            if (st->body.len + *upload_data_size > srv->app->cfg.max_body_bytes) {
+                st->too_large = 1;
+                buf_free(&st->body);
+            } else if (buf_append(&st->body, upload_data, *upload_data_size) != 0) {
+                st->too_large = 1; /* out of memory: treat like an oversized body */
+                buf_free(&st->body);
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    /* The whole request is in. */
+    if (st->too_large)
+        return send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                          "request body exceeds the %zu-byte limit (setting ENVIROMON_MAX_BODY_BYTES)",
+                          srv->app->cfg.max_body_bytes);
+    if (strcmp(url, "/") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
+        return send_json(conn, MHD_HTTP_OK, strdup("{\"status\":\"ready\"}"));
+    const function_entry_t *f = find_function(url);
+    if (!f) {
+        char name[80];
+        snprintf(name, sizeof name, "%s", url[0] == '/' ? url + 1 : url);
+        for (char *c = name; *c; c++) if ((unsigned char)*c < 0x20 || *c == '"' || *c == '\\') *c = '?';
+        return send_error(conn, MHD_HTTP_NOT_FOUND, "no function named '%s'", name);
+    }
+    if (strcmp(method, "POST") != 0)
+        return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                          "%s: the Functions host invokes functions with POST, not %s", f->name, method);
+    return run_function(srv, conn, f, st);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    server_t *srv = cls;
+    request_state_t *st = *con_cls;
+    if (!st) return;
+    if (st->counted) atomic_fetch_sub(&srv->inflight, 1);
+    buf_free(&st->body);
+    free(st);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[256];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    log_debug(NULL, "libmicrohttpd: %s", line);
+}
+
+server_t *server_start(app_t *app, char *err, size_t errlen)
+{
+    server_t *srv = calloc(1, sizeof *srv);
+    if (!srv) { snprintf(err, errlen, "out of memory"); return NULL; }
+    srv->app = app;
+    atomic_init(&srv->inflight, 0);
+
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)app->cfg.port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                         MHD_USE_ERROR_LOG | MHD_USE_POLL | MHD_USE_ITC;
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)app->cfg.port, NULL, NULL, on_request, srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)app->cfg.request_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)512,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_END);
+    if (!srv->daemon) {
+        snprintf(err, errlen, "cannot listen on 127.0.0.1:%d (is the port already in use?)", app->cfg.port);
+        free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+int server_inflight(const server_t *srv) { return atomic_load(&srv->inflight); }
+
+void server_stop(server_t *srv, int drain_ms)
+{
+    if (!srv) return;
+    /* Stop accepting: new connections are refused from here on. */
+    MHD_socket lsock = MHD_quiesce_daemon(srv->daemon);
+    if (lsock != MHD_INVALID_SOCKET) close(lsock);
+    for (int waited = 0; atomic_load(&srv->inflight) > 0 && waited < drain_ms; waited += 10) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(srv->daemon);
+    free(srv);
+}
