@@ -61,7 +61,10 @@ export async function startHandler(env = {}, { bin = handlerBin, readyTimeoutMs 
   let err = '';
   proc.stdout.on('data', (d) => { out += d; });
   proc.stderr.on('data', (d) => { err += d; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise((resolve) => {
+    proc.on('exit', (code, signal) => resolve({ code, signal }));
+    proc.on('error', (e) => resolve({ code: null, signal: null, error: e.message }));
+  });
   let dead = null;
   exited.then((r) => { dead = r; });
   const url = `http://127.0.0.1:${port}`;
