@@ -1,0 +1,98 @@
+/* negotiate.c — the Negotiate function: where the dashboard's SignalR client learns which
+ * SignalR Service URL to use and with which access token.
+ *
+ * Owns the choice between the host's signalRConnectionInfo binding value (preferred: in
+ * Azure the extension mints it) and minting locally from AzureSignalRConnectionString (when
+ * the host did not supply one, e.g. devhost or an older bundle), and the camelCase
+ * {"url","accessToken"} reply the client insists on. Stateless, hence thread-safe. */
+#include "functions/functions.h"
+
+#include "azure/signalr_token.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define USER_ID_MAX 256  /* longest x-ms-client-principal-id accepted, bytes */
+
+/* Answer {"url":url,"accessToken":token} with 200. Returns 0, or -1 when out of memory. */
+static int reply_info(invocation_t *inv, const char *url, const char *token)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "url", url) || !cJSON_AddStringToObject(o, "accessToken", token)) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    int rc = inv_http_json(inv, "res", 200, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static const char *nonempty_string(const cJSON *o, const char *key)
+{
+    /* cJSON_GetObjectItem is case-insensitive: url/Url, accessToken/AccessToken. */
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    return (cJSON_IsString(v) && v->valuestring[0]) ? v->valuestring : NULL;
+}
+
+int negotiate_run(invocation_t *inv, app_t *app)
+{
+    const cJSON *ci = inv_data(inv, "connectionInfo");
+    if (ci && !cJSON_IsNull(ci)) {
+        const char *url = cJSON_IsObject(ci) ? nonempty_string(ci, "url") : NULL;
+        const char *tok = cJSON_IsObject(ci) ? nonempty_string(ci, "accessToken") : NULL;
+        if (url && tok) {
+            if (reply_info(inv, url, tok) != 0) goto oom;
+            return 0;
+        }
+        log_warn(&inv->log, "the connectionInfo binding value has no url/accessToken; "
+                            "minting from AzureSignalRConnectionString instead");
+    }
+
+    const char *conn = app->cfg.signalr_connection;
+    if (!conn || !*conn) {
+        if (inv_http_error(inv, "res", 500,
+                           "SignalR is not configured: no signalRConnectionInfo binding value arrived "
+                           "and the AzureSignalRConnectionString setting is not set") != 0)
+            goto oom;
+        return 0;
+    }
+
+    const cJSON *req = inv_data(inv, "req");
+    const char *user = cJSON_IsObject(req) ? http_req_header(req, "x-ms-client-principal-id") : NULL;
+    if (user && !*user) user = NULL;
+    if (user && strlen(user) > USER_ID_MAX) {
+        if (inv_http_error(inv, "res", 400, "x-ms-client-principal-id is longer than %d bytes", USER_ID_MAX) != 0)
+            goto oom;
+        return 0;
+    }
+
+    sr_conn_t c;
+    char err[256];
+    if (sr_conn_parse(conn, &c, err, sizeof err) != 0) {
+        /* err never contains the key (signalr_token.h). */
+        if (inv_http_error(inv, "res", 500, "setting AzureSignalRConnectionString: %s", err) != 0) goto oom;
+        return 0;
+    }
+    const char *hub = app->cfg.signalr_hub && *app->cfg.signalr_hub ? app->cfg.signalr_hub : "Enviromon";
+    char url[1200], aud[1200];
+    if (sr_client_url(&c, hub, url, sizeof url) != 0 || sr_client_audience(&c, hub, aud, sizeof aud) != 0) {
+        sr_conn_free(&c);
+        if (inv_http_error(inv, "res", 500, "setting AzureSignalRConnectionString: the endpoint or hub name "
+                                            "is too long to build the client URL") != 0)
+            goto oom;
+        return 0;
+    }
+    char *token = sr_token_mint(c.access_key, strlen(c.access_key), aud, time(NULL) + FN_TOKEN_LIFETIME_S, user);
+    sr_conn_free(&c);
+    if (!token) goto oom;
+    int rc = reply_info(inv, url, token);
+    free(token);
+    if (rc != 0) goto oom;
+    return 0;
+oom:
+    inv_fail(inv, 500, "Negotiate: out of memory");
+    return -1;
+}
