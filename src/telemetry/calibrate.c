@@ -1,0 +1,132 @@
+/* calibrate.c — calibration maths and the TTL cache of Calibration rows (see calibrate.h). */
+#include "telemetry/calibrate.h"
+
+#include "azure/table.h"
+#include "telemetry/devmap.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct calib_entry {
+    tele_calib_t calib;
+    long long    loaded_ms;
+} calib_entry_t;
+
+struct calib_cache {
+    pthread_mutex_t lock;
+    devmap_t       *map;
+    int             ttl_s;
+    size_t          max_entries;
+};
+
+long long tele_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double lin(const tele_linear_t *l, double v)
+{
+    return l->present ? v * l->slope + l->intercept : v;
+}
+
+void tele_calibrate(const tele_calib_t *c, const tele_reading_t *raw, tele_reading_t *out)
+{
+    if (out != raw) {
+        *out = *raw;
+        if (raw->message_id == raw->msgid_buf) out->message_id = out->msgid_buf;
+    }
+    if (!c || !c->found) return;
+    if (out->has & TELE_HAS_TEMP) out->temperature = lin(&c->temperature, raw->temperature);
+    if (out->has & TELE_HAS_HUMIDITY) out->humidity = lin(&c->humidity, raw->humidity);
+    if (out->has & TELE_HAS_PRESSURE) out->pressure = lin(&c->pressure, raw->pressure);
+}
+
+static void linear(const cJSON *e, const char *slope, const char *icpt, tele_linear_t *l)
+{
+    l->present = table_get_double(e, slope, &l->slope) == 0 &&
+                 table_get_double(e, icpt, &l->intercept) == 0;
+    if (!l->present) l->slope = 1, l->intercept = 0;
+}
+
+void tele_calib_from_entity(const cJSON *entity, tele_calib_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->found = 1;
+    linear(entity, "TemperatureSlope", "TemperatureYIntercept", &c->temperature);
+    linear(entity, "HumiditySlope", "HumidityYIntercept", &c->humidity);
+    linear(entity, "PressureSlope", "PressureYIntercept", &c->pressure);
+}
+
+calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries)
+{
+    calib_cache_t *cc = calloc(1, sizeof *cc);
+    if (!cc) return NULL;
+    if (pthread_mutex_init(&cc->lock, NULL) != 0) { free(cc); return NULL; }
+    cc->map = devmap_new(sizeof(calib_entry_t));
+    if (!cc->map) { pthread_mutex_destroy(&cc->lock); free(cc); return NULL; }
+    cc->ttl_s = ttl_s < 0 ? 0 : ttl_s;
+    cc->max_entries = max_entries ? max_entries : 1;
+    return cc;
+}
+
+void calib_cache_free(calib_cache_t *cc)
+{
+    if (!cc) return;
+    devmap_free(cc->map);
+    pthread_mutex_destroy(&cc->lock);
+    free(cc);
+}
+
+int calib_cache_peek(calib_cache_t *cc, const char *device_id, long long now_ms, tele_calib_t *out)
+{
+    int hit = 0;
+    pthread_mutex_lock(&cc->lock);
+    calib_entry_t *e = devmap_get(cc->map, device_id);
+    if (e && now_ms - e->loaded_ms < (long long)cc->ttl_s * 1000 && now_ms >= e->loaded_ms) {
+        *out = e->calib;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&cc->lock);
+    return hit;
+}
+
+void calib_cache_store(calib_cache_t *cc, const char *device_id, long long now_ms, const tele_calib_t *c)
+{
+    if (cc->ttl_s == 0) return;
+    calib_entry_t e = {*c, now_ms};
+    pthread_mutex_lock(&cc->lock);
+    if (devmap_count(cc->map) >= cc->max_entries && !devmap_get(cc->map, device_id))
+        devmap_clear(cc->map);   /* bounded memory: hostile id floods only cost re-reads */
+    (void)devmap_put(cc->map, device_id, &e);   /* out of memory: simply not cached */
+    pthread_mutex_unlock(&cc->lock);
+}
+
+int calib_lookup(calib_cache_t *cc, table_client_t *tc, const char *table, const char *partition_key,
+                 const char *device_id, tele_calib_t *out, int *unavailable, char *err, size_t errlen)
+{
+    long long now = tele_now_ms();
+    if (unavailable) *unavailable = 0;
+    if (cc && calib_cache_peek(cc, device_id, now, out)) return 0;
+    memset(out, 0, sizeof *out);
+    if (!tc) return 0;
+    cJSON *entity = NULL;
+    table_result_t res;
+    table_status_t st = table_get_entity(tc, table, partition_key, device_id, NULL, &entity, NULL, &res);
+    if (st == TABLE_OK) {
+        tele_calib_from_entity(entity, out);
+        cJSON_Delete(entity);
+    } else if (st != TABLE_NOT_FOUND) {
+        if (unavailable) *unavailable = (st == TABLE_UNAVAILABLE);
+        snprintf(err, errlen, "reading calibration of device '%.128s' from table %s: %s (%s)",
+                 device_id, table, table_status_name(st), res.message);
+        return -1;
+    }
+    if (cc) calib_cache_store(cc, device_id, now, out);
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* calibrate.h — per-device linear calibration and its process-wide cache.
+ *
+ * Owns the Calibration table lookups: calibrated = value * slope + intercept for temperature,
+ * humidity and pressure, from the device's Calibration row (PartitionKey setting, RowKey =
+ * device id; columns TemperatureSlope, TemperatureYIntercept, HumiditySlope,
+ * HumidityYIntercept, PressureSlope, PressureYIntercept). A quantity whose slope or
+ * intercept is missing passes through unchanged (as in the original).
+ *
+ * The cache is per process, thread-safe (one mutex; table reads happen outside it), loaded
+ * lazily, and expires entries after CalibrationCacheSeconds — positive AND negative ("no row")
+ * entries — so a row added or changed in the table takes effect within the TTL. Storage
+ * errors are never cached. */
+#ifndef ENVIROMON_TELEMETRY_CALIBRATE_H
+#define ENVIROMON_TELEMETRY_CALIBRATE_H
+
+#include "telemetry/normalise.h"
+
+struct table_client;
+struct config;
+
+typedef struct tele_linear {
+    int    present;          /* both slope and intercept were in the row */
+    double slope, intercept;
+} tele_linear_t;
+
+typedef struct tele_calib {
+    int           found;     /* a Calibration row exists */
+    tele_linear_t temperature, humidity, pressure;
+} tele_calib_t;
+
+typedef struct calib_cache calib_cache_t;
+
+/* Apply c to the raw reading, writing calibrated values to *out (a copy of raw with the
+ * three quantities transformed). c may be NULL (no calibration). Never applied in place, so
+ * retries always start from the raw reading. */
+void tele_calibrate(const tele_calib_t *c, const tele_reading_t *raw, tele_reading_t *out);
+
+/* Read a Calibration entity (cJSON, typed or bare numbers) into *c (found = 1). */
+void tele_calib_from_entity(const struct cJSON *entity, tele_calib_t *c);
+
+/* ttl_s: seconds an entry stays good (0 = never cache). max_entries bounds memory (the cache
+ * is emptied when full). NULL when out of memory. */
+calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries);
+void calib_cache_free(calib_cache_t *cc);
+
+/* Cached calibration for device_id at monotonic time now_ms: 1 and *out on a fresh hit,
+ * 0 when absent or expired. */
+int  calib_cache_peek(calib_cache_t *cc, const char *device_id, long long now_ms, tele_calib_t *out);
+/* Store a result (found or not) loaded at now_ms. */
+void calib_cache_store(calib_cache_t *cc, const char *device_id, long long now_ms, const tele_calib_t *c);
+
+/* The calibration of device_id: from the cache, else read from the Calibration table and
+ * cached (a missing row or table is cached as "none"). Returns 0, or -1 when storage failed
+ * (message in err; nothing cached), in which case the caller must not use *out. */
+int  calib_lookup(calib_cache_t *cc, struct table_client *tc, const char *table,
+                  const char *partition_key, const char *device_id, tele_calib_t *out,
+                  int *unavailable, char *err, size_t errlen);
+
+/* Monotonic clock in milliseconds. */
+long long tele_now_ms(void);
+
+#endif

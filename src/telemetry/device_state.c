@@ -1,0 +1,205 @@
+/* device_state.c — DeviceState rows: typed form, fold, ETag cache (see device_state.h). */
+#include "telemetry/device_state.h"
+
+#include "telemetry/devmap.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+void device_state_from_entity(const cJSON *e, const char *etag, device_state_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->exists = 1;
+    copy_text(s->etag, sizeof s->etag, etag);
+    if (table_get_double(e, "Celsius", &s->celsius) == 0) s->has |= TELE_HAS_TEMP;
+    if (table_get_double(e, "Humidity", &s->humidity) == 0) s->has |= TELE_HAS_HUMIDITY;
+    if (table_get_double(e, "hPa", &s->hpa) == 0) s->has |= TELE_HAS_PRESSURE;
+    if (table_get_double(e, "Light", &s->light) == 0) s->has |= TELE_HAS_LIGHT;
+    const char *g = table_get_string(e, "Geo");
+    if (g) { copy_text(s->geo, sizeof s->geo, g); s->has |= TELE_HAS_GEO; }
+    const char *id = table_get_string(e, "Id");
+    if (id) { copy_text(s->id, sizeof s->id, id); s->has |= TELE_HAS_MSGID; }
+    if (table_get_int64(e, "Count", &s->count) != 0) s->count = 0;
+    if (table_get_int64(e, "InvalidCount", &s->invalid_count) != 0) s->invalid_count = 0;
+    const char *ls = table_get_string(e, "LastSeen");
+    if (!ls || tele_time_normalise(ls, s->last_seen) != 0) s->last_seen[0] = '\0';
+    const char *st = table_get_string(e, "Stream");
+    if (st && strlen(st) == 16) memcpy(s->stream, st, 17);
+    s->has_seq = table_get_int64(e, "LastSeq", &s->last_seq) == 0;
+}
+
+cJSON *device_state_to_entity(const device_state_t *s, const char *pk, const char *device_id)
+{
+    cJSON *e = cJSON_CreateObject();
+    if (!e) return NULL;
+    int rc = 0;
+    rc |= table_set_string(e, "PartitionKey", pk);
+    rc |= table_set_string(e, "RowKey", device_id);
+    rc |= table_set_string(e, "DeviceId", device_id);
+    if (s->has & TELE_HAS_TEMP) rc |= table_set_double(e, "Celsius", s->celsius);
+    if (s->has & TELE_HAS_HUMIDITY) rc |= table_set_double(e, "Humidity", s->humidity);
+    if (s->has & TELE_HAS_PRESSURE) rc |= table_set_double(e, "hPa", s->hpa);
+    if (s->has & TELE_HAS_LIGHT) rc |= table_set_double(e, "Light", s->light);
+    if (s->has & TELE_HAS_GEO) rc |= table_set_string(e, "Geo", s->geo);
+    if (s->has & TELE_HAS_MSGID) rc |= table_set_string(e, "Id", s->id);
+    rc |= table_set_int64(e, "Count", s->count);
+    rc |= table_set_int64(e, "InvalidCount", s->invalid_count);
+    if (s->last_seen[0]) rc |= table_set_datetime(e, "LastSeen", s->last_seen);
+    if (!cJSON_AddNumberToObject(e, "Schema", 1)) rc = -1;
+    if (s->stream[0]) rc |= table_set_string(e, "Stream", s->stream);
+    if (s->has_seq) rc |= table_set_int64(e, "LastSeq", s->last_seq);
+    if (rc) { cJSON_Delete(e); return NULL; }
+    return e;
+}
+
+cJSON *device_state_to_message(const device_state_t *s, const char *device_id)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    int ok = cJSON_AddStringToObject(o, "deviceId", device_id) != NULL;
+    if (s->has & TELE_HAS_TEMP) ok &= cJSON_AddNumberToObject(o, "temperature", s->celsius) != NULL;
+    if (s->has & TELE_HAS_HUMIDITY) ok &= cJSON_AddNumberToObject(o, "humidity", s->humidity) != NULL;
+    if (s->has & TELE_HAS_PRESSURE) ok &= cJSON_AddNumberToObject(o, "pressure", s->hpa) != NULL;
+    if (s->has & TELE_HAS_LIGHT) ok &= cJSON_AddNumberToObject(o, "light", s->light) != NULL;
+    if (s->has & TELE_HAS_GEO) ok &= cJSON_AddStringToObject(o, "geo", s->geo) != NULL;
+    ok &= cJSON_AddNumberToObject(o, "count", (double)s->count) != NULL;
+    ok &= cJSON_AddNumberToObject(o, "invalidCount", (double)s->invalid_count) != NULL;
+    if (s->last_seen[0]) ok &= cJSON_AddStringToObject(o, "lastSeen", s->last_seen) != NULL;
+    if (s->has & TELE_HAS_MSGID) ok &= cJSON_AddStringToObject(o, "messageId", s->id) != NULL;
+    if (!ok) { cJSON_Delete(o); return NULL; }
+    return o;
+}
+
+int tele_mark_validity(tele_batch_t *b, int first, const tele_calib_t *calib, const tele_bounds_t *bounds,
+                       void (*reason_fn)(void *, const tele_event_t *, const char *), void *arg)
+{
+    int n = 0;
+    for (int i = first; i >= 0; i = b->ev[i].next) {
+        tele_event_t *e = &b->ev[i];
+        tele_reading_t cal;
+        char reason[192];
+        tele_calibrate(calib, &e->reading, &cal);
+        e->invalid = !tele_validate(bounds, &cal, reason, sizeof reason);
+        if (e->invalid) {
+            n++;
+            if (reason_fn) reason_fn(arg, e, reason);
+        }
+    }
+    return n;
+}
+
+int device_state_fold(const device_state_t *cur, const tele_batch_t *b, int first,
+                      const tele_calib_t *calib, const char *now_utc, device_state_t *next,
+                      fold_stats_t *stats)
+{
+    device_state_t s;
+    memcpy(&s, cur, sizeof s);
+    fold_stats_t st = {0, 0, 0};
+    int same_stream = s.stream[0] && strcmp(s.stream, b->stream) == 0;
+    int have_max = 0;
+    int64_t max_seq = 0;
+
+    for (int i = first; i >= 0; i = b->ev[i].next) {
+        const tele_event_t *e = &b->ev[i];
+        if (e->has_seq && same_stream && s.has_seq && e->seq <= s.last_seq) { st.replayed++; continue; }
+        if (e->has_seq && (!have_max || e->seq > max_seq)) { max_seq = e->seq; have_max = 1; }
+        if (e->invalid) { st.invalid++; s.invalid_count++; continue; }
+        tele_reading_t r;
+        tele_calibrate(calib, &e->reading, &r);   /* from the raw reading, every attempt */
+        if (r.has & TELE_HAS_TEMP) s.celsius = r.temperature;
+        if (r.has & TELE_HAS_HUMIDITY) s.humidity = r.humidity;
+        if (r.has & TELE_HAS_PRESSURE) s.hpa = r.pressure;
+        if (r.has & TELE_HAS_LIGHT) s.light = r.light;
+        if (r.has & TELE_HAS_GEO) copy_text(s.geo, sizeof s.geo, r.geo);
+        if (r.has & TELE_HAS_MSGID) copy_text(s.id, sizeof s.id, r.message_id);
+        s.has |= r.has & (TELE_HAS_TEMP | TELE_HAS_HUMIDITY | TELE_HAS_PRESSURE | TELE_HAS_LIGHT |
+                          TELE_HAS_GEO | TELE_HAS_MSGID);
+        s.count++;
+        st.accepted++;
+        const char *t = e->enqueued[0] ? e->enqueued : now_utc;
+        if (t && t[0] && strcmp(t, s.last_seen) > 0) copy_text(s.last_seen, sizeof s.last_seen, t);
+    }
+    if (have_max) {
+        if (!same_stream || !s.has_seq || max_seq > s.last_seq) s.last_seq = max_seq;
+        s.has_seq = 1;
+        memcpy(s.stream, b->stream, sizeof s.stream);
+    }
+    if (stats) *stats = st;
+    memcpy(next, &s, sizeof s);
+    return st.accepted + st.invalid > 0;
+}
+
+/* ---- cache ---- */
+struct etag_cache {
+    pthread_mutex_t lock;
+    devmap_t       *map;
+    size_t          max_entries;
+    atomic_int      tables_ready;
+};
+
+etag_cache_t *etag_cache_new(size_t max_entries)
+{
+    etag_cache_t *ec = calloc(1, sizeof *ec);
+    if (!ec) return NULL;
+    if (pthread_mutex_init(&ec->lock, NULL) != 0) { free(ec); return NULL; }
+    ec->map = devmap_new(sizeof(device_state_t));
+    if (!ec->map) { pthread_mutex_destroy(&ec->lock); free(ec); return NULL; }
+    ec->max_entries = max_entries ? max_entries : 1;
+    atomic_init(&ec->tables_ready, 0);
+    return ec;
+}
+
+void etag_cache_free(etag_cache_t *ec)
+{
+    if (!ec) return;
+    devmap_free(ec->map);
+    pthread_mutex_destroy(&ec->lock);
+    free(ec);
+}
+
+int etag_cache_get(etag_cache_t *ec, const char *device_id, device_state_t *out)
+{
+    if (!ec) return 0;
+    pthread_mutex_lock(&ec->lock);
+    const device_state_t *s = devmap_get(ec->map, device_id);
+    if (s) memcpy(out, s, sizeof *out);
+    pthread_mutex_unlock(&ec->lock);
+    return s != NULL;
+}
+
+void etag_cache_put(etag_cache_t *ec, const char *device_id, const device_state_t *s)
+{
+    if (!ec || !s->exists || !s->etag[0]) return;
+    pthread_mutex_lock(&ec->lock);
+    if (devmap_count(ec->map) >= ec->max_entries && !devmap_get(ec->map, device_id))
+        devmap_clear(ec->map);
+    (void)devmap_put(ec->map, device_id, s);   /* out of memory: not cached, next batch reads */
+    pthread_mutex_unlock(&ec->lock);
+}
+
+void etag_cache_drop(etag_cache_t *ec, const char *device_id)
+{
+    if (!ec) return;
+    pthread_mutex_lock(&ec->lock);
+    devmap_del(ec->map, device_id);
+    pthread_mutex_unlock(&ec->lock);
+}
+
+int etag_cache_tables_ready(etag_cache_t *ec)
+{
+    return ec ? atomic_load(&ec->tables_ready) : 0;
+}
+
+void etag_cache_set_tables_ready(etag_cache_t *ec, int ready)
+{
+    if (ec) atomic_store(&ec->tables_ready, ready);
+}

@@ -1,0 +1,91 @@
+/* device_state.h — the DeviceState row: its typed form, folding a batch into it, and the
+ * per-process cache of rows and ETags.
+ *
+ * Owns the row layout (conventions.md): PartitionKey = PartitionKey setting, RowKey = device
+ * id; DeviceId, Celsius, Humidity, hPa, Light, Geo, Id, Count (Int64), InvalidCount (Int64),
+ * LastSeen (DateTime, enqueued time of the newest accepted event), Schema 1, and the
+ * idempotency columns Stream (stream identity hash, batch.h) and LastSeq (Int64, the highest
+ * sequence number of that stream already folded in).
+ *
+ * Folding is pure: from the current row and the device's events of one batch it computes the
+ * next row — replayed events (same Stream, sequence number <= LastSeq) are skipped, invalid
+ * readings only bump InvalidCount, accepted readings are calibrated FROM THE RAW READING
+ * (never twice) and overwrite only the fields they carry, Count += accepted. Because it is
+ * pure it can be re-run on a freshly read row after an optimistic-concurrency conflict.
+ *
+ * The ETag cache remembers, per device, the row and ETag this process last wrote or read so
+ * the next batch can go straight to a conditional write (a stale entry costs one 412 and a
+ * re-read). Thread-safe. */
+#ifndef ENVIROMON_TELEMETRY_DEVICE_STATE_H
+#define ENVIROMON_TELEMETRY_DEVICE_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "azure/table.h"
+#include "telemetry/batch.h"
+#include "telemetry/calibrate.h"
+#include "telemetry/normalise.h"
+#include "telemetry/validate.h"
+
+struct cJSON;
+
+typedef struct device_state {
+    int      exists;                      /* the row exists; etag is its ETag */
+    char     etag[TABLE_ETAG_MAX];
+    unsigned has;                         /* TELE_HAS_* bits of the stored fields */
+    double   celsius, humidity, hpa, light;
+    char     geo[TELE_TEXT_MAX + 1];
+    char     id[TELE_TEXT_MAX + 1];
+    int64_t  count, invalid_count;
+    char     last_seen[TELE_TIME_LEN];    /* "" when never set */
+    char     stream[17];                  /* "" when unknown */
+    int      has_seq;
+    int64_t  last_seq;
+} device_state_t;
+
+typedef struct fold_stats {
+    int accepted, invalid, replayed;
+} fold_stats_t;
+
+/* Read a row (any mix of typed/bare properties) into *s; etag may be NULL. */
+void device_state_from_entity(const struct cJSON *entity, const char *etag, device_state_t *s);
+
+/* Build the entity to write for s (NULL when out of memory). */
+struct cJSON *device_state_to_entity(const device_state_t *s, const char *partition_key,
+                                     const char *device_id);
+
+/* The pushed / snapshot object (camelCase, fields never sent omitted). */
+struct cJSON *device_state_to_message(const device_state_t *s, const char *device_id);
+
+/* Fold the events of one device (b->ev[first], then .next links) into cur, writing the result
+ * to *next (which may alias cur). calib may be NULL. Events must have .invalid already set
+ * (tele_mark_validity). now_utc is the fallback LastSeen for events without an enqueued
+ * time. Returns 1 when the row changes (something accepted or invalid), else 0. */
+int device_state_fold(const device_state_t *cur, const tele_batch_t *b, int first,
+                      const tele_calib_t *calib, const char *now_utc, device_state_t *next,
+                      fold_stats_t *stats);
+
+/* Calibrate and validate every event of one device, setting ev.invalid; reason_fn (may be
+ * NULL) is told about each invalid event. Returns the number of invalid events. */
+int tele_mark_validity(tele_batch_t *b, int first, const tele_calib_t *calib,
+                       const tele_bounds_t *bounds,
+                       void (*reason_fn)(void *arg, const tele_event_t *e, const char *reason),
+                       void *arg);
+
+/* ---- ETag / row cache ---- */
+typedef struct etag_cache etag_cache_t;
+
+etag_cache_t *etag_cache_new(size_t max_entries);
+void etag_cache_free(etag_cache_t *ec);
+/* Copy the cached row of device_id into *out: 1 on a hit, 0 on a miss. */
+int  etag_cache_get(etag_cache_t *ec, const char *device_id, device_state_t *out);
+/* Remember a row just written or read (s->exists must be 1). */
+void etag_cache_put(etag_cache_t *ec, const char *device_id, const device_state_t *s);
+/* Forget device_id (after a conflict). */
+void etag_cache_drop(etag_cache_t *ec, const char *device_id);
+/* Whether the tables were created by this process (lazy creation at first use). */
+int  etag_cache_tables_ready(etag_cache_t *ec);
+void etag_cache_set_tables_ready(etag_cache_t *ec, int ready);
+
+#endif
