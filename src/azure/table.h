@@ -47,6 +47,7 @@ typedef struct table_result {
     char message[256];     /* human-readable, actionable */
     int  batch_index;      /* 0-based failing operation in a $batch, else -1 */
     int  attempts;         /* HTTP attempts made (1 + transient retries) */
+    int  pages;            /* table_query: result pages (HTTP responses) consumed */
 } table_result_t;
 
 typedef struct table_options {
