@@ -215,7 +215,6 @@ int storage_account_parse(const char *connstr, storage_account_t *out, char *err
                 set_err(err, errlen, "storage connection string: AccountName/EndpointSuffix too long");
                 return -1;
             }
-            for (char *c = ep_buf; *c && *c != ':'; c++) *c = (char)tolower((unsigned char)*c);
             endpoint = ep_buf; ep_n = strlen(ep_buf);
         } else {
             set_err(err, errlen, "storage connection string: a SAS connection string needs "
