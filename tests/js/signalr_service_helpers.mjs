@@ -1,0 +1,151 @@
+// Helpers for the local SignalR Service tests (tests/js/signalr_service*.test.mjs):
+// start/stop `devhost signalr` on a free port, mint HS256 tokens with jsonwebtoken (root
+// node_modules; key = raw AccessKey bytes), a tiny "function app" that serves the
+// {url, accessToken} negotiate redirect as a dashboard sees it, and the official
+// @microsoft/signalr client loaded from its own npm folder (tests/signalr-client).
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repo = path.resolve(here, '..', '..');
+const rootRequire = createRequire(path.join(repo, 'package.json'));
+const clientRequire = createRequire(path.join(repo, 'tests', 'signalr-client', 'package.json'));
+export const jwt = rootRequire('jsonwebtoken');
+export const signalR = clientRequire('@microsoft/signalr');
+
+export const KEY = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH';
+export const HUB = 'Enviromon';
+
+export const DEVHOST = process.env.DEVHOST_BIN || path.join(repo, 'build', 'release', 'devhost');
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+export function connString(port, key = KEY) {
+  return `Endpoint=http://localhost;Port=${port};AccessKey=${key};Version=1.0;`;
+}
+
+/** Poll cond() every 10 ms until it is truthy or timeoutMs passes (then throw with what). */
+export async function waitFor(cond, timeoutMs, what) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('connect', () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
+}
+
+/** Start `devhost signalr` on port (a free one when omitted). Returns {port, proc, logs(), stop()}. */
+export async function startDevhost({ port, args = [], env = {} } = {}) {
+  port = port || await freePort();
+  const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
+  const cmd = wrapper.length ? wrapper[0] : DEVHOST;
+  const argv = [...wrapper.slice(1), ...(wrapper.length ? [DEVHOST] : []), 'signalr', ...args];
+  const proc = spawn(cmd, argv, {
+    env: { ...process.env, AzureSignalRConnectionString: connString(port), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  let exited = null;
+  const exitP = new Promise((resolve) => proc.on('exit', (code, sig) => { exited = { code, sig }; resolve(exited); }));
+  await waitFor(async () => {
+    if (exited) throw new Error(`devhost exited early (${JSON.stringify(exited)}):\n${out}`);
+    return canConnect(port);
+  }, 20000, 'devhost to listen');
+  return {
+    port,
+    proc,
+    logs: () => out,
+    exited: () => exited,
+    async stop(signal = 'SIGTERM') {
+      if (!exited) proc.kill(signal);
+      const r = await exitP;
+      return r;
+    },
+  };
+}
+
+/** HS256 token keyed with the raw AccessKey bytes. opts: {expiresIn (s), key, userId, uidClaim, exp} */
+export function token(aud, opts = {}) {
+  const payload = { aud };
+  if (opts.userId) payload[opts.uidClaim || 'nameid'] = opts.userId;
+  if (opts.exp !== undefined) payload.exp = opts.exp;
+  const signOpts = { algorithm: 'HS256' };
+  if (opts.exp === undefined) signOpts.expiresIn = opts.expiresIn ?? 3600;
+  return jwt.sign(payload, opts.key ?? KEY, signOpts);
+}
+
+export const clientAud = (hub = HUB) => `http://localhost/client/?hub=${hub.toLowerCase()}`;
+
+/** REST call to the service. route is the path (and query) after the origin. */
+export async function rest(port, method, route, { body, tok, aud, headers = {} } = {}) {
+  const url = `http://127.0.0.1:${port}${route}`;
+  if (tok === undefined) {
+    // v1: audience = URL without query; 2022-06-01: the SDK form, with query, no port
+    const p = route.startsWith('/api/v1/') ? route.split('?')[0] : route;
+    tok = token(aud ?? `http://localhost${p}`);
+  }
+  const h = { ...headers };
+  if (tok) h.Authorization = `Bearer ${tok}`;
+  if (body !== undefined) h['Content-Type'] = 'application/json';
+  const res = await fetch(url, { method, headers: h, body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)) });
+  const text = await res.text();
+  return { status: res.status, text };
+}
+
+export const broadcast = (port, target, args) =>
+  rest(port, 'POST', `/api/v1/hubs/${HUB.toLowerCase()}`, { body: { target, arguments: args } });
+
+/** A tiny function app: POST /api/negotiate → {url, accessToken} for the service on svcPort.
+ * The user id comes from the x-user header (as an authenticated dashboard would). */
+export async function startNegotiateApp(getSvcPort, { tokenFor } = {}) {
+  const server = http.createServer((req, res) => {
+    if (req.method === 'POST' && req.url.startsWith('/api/negotiate')) {
+      const user = req.headers['x-user'];
+      const accessToken = tokenFor ? tokenFor(user) : token(clientAud(), { userId: user });
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ url: `http://127.0.0.1:${getSvcPort()}/client/?hub=${HUB.toLowerCase()}`, accessToken }));
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { port: server.address().port, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** Build a HubConnection through the negotiate app; records every newMessage argument. */
+export function makeClient(appPort, { transport, user, reconnect, serverTimeoutMs } = {}) {
+  const headers = user ? { 'x-user': user } : {};
+  let b = new signalR.HubConnectionBuilder()
+    .withUrl(`http://127.0.0.1:${appPort}/api`, { transport, headers })
+    .configureLogging(signalR.LogLevel.None);
+  if (reconnect) b = b.withAutomaticReconnect(reconnect);
+  if (serverTimeoutMs) b = b.withServerTimeout(serverTimeoutMs);
+  const conn = b.build();
+  const got = [];
+  conn.on('newMessage', (...a) => got.push(a.length === 1 ? a[0] : a));
+  return { conn, got };
+}
+
+export const T = signalR.HttpTransportType;
