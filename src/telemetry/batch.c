@@ -283,7 +283,16 @@ int tele_batch_decode(tele_batch_t *b, const cJSON *events, const cJSON *metadat
 
         if (!el) { reject(e, "event body is missing%s", ""); continue; }
         parse_body(e, el);
-        if (e->rejected) continue;
+        if (e->rejected) {
+            /* an authenticated device sent garbage: count it against that device */
+            if (e->system_device_id && device_id_valid(e->system_device_id, NULL, 0)) {
+                e->rejected = 0;
+                e->device_id = e->system_device_id;
+                e->reading.invalid = 1;
+                snprintf(e->reading.reason, sizeof e->reading.reason, "%.159s", e->reject_reason);
+            }
+            continue;
+        }
         tele_normalise(e->msg, &e->reading);
         const char *id = device_id_choose(e->system_device_id, e->reading.claimed_device_id, &e->spoofed);
         if (!id) {

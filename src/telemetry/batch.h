@@ -7,6 +7,9 @@
  * PartitionContext is an object. Already-decoded forms (arrays, objects, objects as events)
  * are accepted too. Each event is parsed, given a device id (device_id.h) and normalised
  * (normalise.h); events that cannot be used are marked rejected with a reason, never fatal.
+ * An unusable body from an authenticated device (valid iothub-connection-device-id) is not
+ * rejected but kept as that device's invalid reading (reading.invalid, counts in
+ * InvalidCount); only events with no usable device id are rejected.
  *
  * The stream identity (idempotency key, conventions.md): a 16-hex-digit FNV-1a hash of the
  * lower-cased namespace, event hub name and the partition id from PartitionContext. Sequence

@@ -61,24 +61,6 @@ cJSON *device_state_to_entity(const device_state_t *s, const char *pk, const cha
     return e;
 }
 
-cJSON *device_state_to_message(const device_state_t *s, const char *device_id)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    int ok = cJSON_AddStringToObject(o, "deviceId", device_id) != NULL;
-    if (s->has & TELE_HAS_TEMP) ok &= cJSON_AddNumberToObject(o, "temperature", s->celsius) != NULL;
-    if (s->has & TELE_HAS_HUMIDITY) ok &= cJSON_AddNumberToObject(o, "humidity", s->humidity) != NULL;
-    if (s->has & TELE_HAS_PRESSURE) ok &= cJSON_AddNumberToObject(o, "pressure", s->hpa) != NULL;
-    if (s->has & TELE_HAS_LIGHT) ok &= cJSON_AddNumberToObject(o, "light", s->light) != NULL;
-    if (s->has & TELE_HAS_GEO) ok &= cJSON_AddStringToObject(o, "geo", s->geo) != NULL;
-    ok &= cJSON_AddNumberToObject(o, "count", (double)s->count) != NULL;
-    ok &= cJSON_AddNumberToObject(o, "invalidCount", (double)s->invalid_count) != NULL;
-    if (s->last_seen[0]) ok &= cJSON_AddStringToObject(o, "lastSeen", s->last_seen) != NULL;
-    if (s->has & TELE_HAS_MSGID) ok &= cJSON_AddStringToObject(o, "messageId", s->id) != NULL;
-    if (!ok) { cJSON_Delete(o); return NULL; }
-    return o;
-}
-
 int tele_mark_validity(tele_batch_t *b, int first, const tele_calib_t *calib, const tele_bounds_t *bounds,
                        void (*reason_fn)(void *, const tele_event_t *, const char *), void *arg)
 {

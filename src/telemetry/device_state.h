@@ -55,9 +55,6 @@ void device_state_from_entity(const struct cJSON *entity, const char *etag, devi
 struct cJSON *device_state_to_entity(const device_state_t *s, const char *partition_key,
                                      const char *device_id);
 
-/* The pushed / snapshot object (camelCase, fields never sent omitted). */
-struct cJSON *device_state_to_message(const device_state_t *s, const char *device_id);
-
 /* Fold the events of one device (b->ev[first], then .next links) into cur, writing the result
  * to *next (which may alias cur). calib may be NULL. Events must have .invalid already set
  * (tele_mark_validity). now_utc is the fallback LastSeen for events without an enqueued

@@ -1,0 +1,49 @@
+// A private Azurite table service on a free port, for tests that need to stop and restart
+// storage (the shared one from tests/run.sh must stay up for everyone else). In-memory, so a
+// restart starts empty: tests that restart it create what they need again.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { freePort, repoRoot, waitFor } from './handler.mjs';
+import net from 'node:net';
+
+export const DEV_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+export function connectionString(port) {
+  return `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${DEV_KEY};` +
+    `TableEndpoint=http://127.0.0.1:${port}/devstoreaccount1;`;
+}
+
+function portOpen(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Start Azurite (table only). port: reuse a port (restart), else a free one.
+ *  Returns {port, connection, stop()}. */
+export async function startAzurite(port) {
+  port = port ?? await freePort();
+  const bin = path.join(repoRoot, 'node_modules', '.bin', 'azurite-table');
+  const proc = spawn(bin, ['--tableHost', '127.0.0.1', '--tablePort', String(port), '--inMemoryPersistence',
+    '--disableTelemetry', '--silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stdout.on('data', (d) => { log += d; });
+  proc.stderr.on('data', (d) => { log += d; });
+  let dead = null;
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => { dead = { code, signal }; resolve(dead); }));
+  await waitFor(async () => {
+    if (dead) throw new Error(`azurite exited: ${log}`);
+    return portOpen(port);
+  }, { timeoutMs: 30000, what: `azurite on ${port}` });
+  return {
+    port,
+    connection: connectionString(port),
+    async stop() {
+      if (!dead) proc.kill('SIGTERM');
+      await exited;
+      await waitFor(async () => !(await portOpen(port)), { timeoutMs: 10000, what: `port ${port} closed` });
+    },
+  };
+}
