@@ -1,0 +1,193 @@
+// Local SignalR Service: wire-level behaviour (raw SSE framing, handshake, pings, close on
+// shutdown), keep-alive with the real client, automatic reconnect after a restart, long-poll
+// timeouts, and a slow client that must not delay others.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import {
+  startDevhost, startNegotiateApp, makeClient, rest, broadcast, token, clientAud, waitFor, HUB, T,
+} from './signalr_service_helpers.mjs';
+
+const hub = HUB.toLowerCase();
+const RS = '\x1e';
+
+async function negotiate(port, version) {
+  const q = version === undefined ? '' : `&negotiateVersion=${version}`;
+  const res = await fetch(`http://127.0.0.1:${port}/client/negotiate?hub=${hub}${q}`, {
+    method: 'POST', headers: { Authorization: `Bearer ${token(clientAud())}` },
+  });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+/** Open a raw SSE stream; returns {text(), res, req, ended()}. */
+function openSse(port, id, { pause = false } = {}) {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    let ended = false;
+    const req = http.get({ host: '127.0.0.1', port, path: `/client/?hub=${hub}&id=${encodeURIComponent(id)}`,
+      headers: { Accept: 'text/event-stream' } }, (res) => {
+      res.setEncoding('utf8');
+      if (!pause) res.on('data', (d) => { text += d; });
+      res.on('end', () => { ended = true; });
+      res.on('close', () => { ended = true; });
+      resolve({ res, req, text: () => text, ended: () => ended });
+    });
+    req.on('error', (e) => { ended = true; if (!text) reject(e); });
+  });
+}
+
+const send = (port, id, body) => fetch(`http://127.0.0.1:${port}/client/?hub=${hub}&id=${encodeURIComponent(id)}`,
+  { method: 'POST', body, headers: { 'Content-Type': 'text/plain;charset=UTF-8' } });
+
+test('raw SSE: v0 ids, comment line, handshake, invocation without invocationId, pings, close on SIGTERM', async () => {
+  const svc = await startDevhost({ args: ['--ping-interval-ms', '200'] });
+  try {
+    const n = await negotiate(svc.port);            // version 0: the transport id is connectionId
+    const sse = await openSse(svc.port, n.connectionId);
+    assert.equal(sse.res.statusCode, 200);
+    assert.match(sse.res.headers['content-type'], /^text\/event-stream/);
+    await waitFor(() => sse.text().startsWith(':\r\n'), 5000, 'SSE comment line');
+    const r = await send(svc.port, n.connectionId, `{"protocol":"json","version":1}${RS}{"type":6}${RS}`);
+    assert.equal(r.status, 200);
+    await waitFor(() => sse.text().includes(`data: {}${RS}\r\n\r\n`), 5000, 'handshake reply');
+    assert.equal((await broadcast(svc.port, 'newMessage', [{ a: 'line\nbreak' }])).status, 202);
+    const want = `data: {"type":1,"target":"newMessage","arguments":[{"a":"line\\nbreak"}]}${RS}\r\n\r\n`;
+    await waitFor(() => sse.text().includes(want), 5000, 'invocation frame');
+    await waitFor(() => sse.text().includes(`{"type":6}${RS}`), 5000, 'a ping');
+    // an unknown id → 404, a missing id → 400
+    assert.equal((await send(svc.port, 'nope', `{"type":6}${RS}`)).status, 404);
+    const noId = await fetch(`http://127.0.0.1:${svc.port}/client/?hub=${hub}`, { method: 'POST', body: 'x' });
+    assert.equal(noId.status, 400);
+    const exit = await svc.stop('SIGTERM');
+    assert.equal(exit.code, 0);
+    assert.ok(sse.text().includes(`{"type":7,"error":"Server is shutting down.","allowReconnect":true}${RS}`),
+      `close message missing: ${JSON.stringify(sse.text().slice(-200))}`);
+    await waitFor(() => sse.ended(), 5000, 'stream end');
+  } finally {
+    await svc.stop();
+  }
+});
+
+test('handshake with an unsupported protocol gets {"error":...} and the stream ends', async () => {
+  const svc = await startDevhost();
+  try {
+    const n = await negotiate(svc.port, 1);
+    const sse = await openSse(svc.port, n.connectionToken);
+    await send(svc.port, n.connectionToken, `{"protocol":"messagepack","version":1}${RS}`);
+    await waitFor(() => /data: \{"error":"[^"]+"\}\x1e\r\n\r\n/.test(sse.text()), 5000, 'handshake error');
+    await waitFor(() => sse.ended(), 5000, 'stream end after refused handshake');
+    // the connection id is no longer usable once removed
+    await waitFor(async () => (await send(svc.port, n.connectionToken, `{"type":6}${RS}`)).status === 404, 10000, '404 after close');
+  } finally {
+    assert.equal((await svc.stop()).code, 0);
+  }
+});
+
+test('pings keep a client with a short server timeout connected; without them it times out', async () => {
+  const fast = await startDevhost({ args: ['--ping-interval-ms', '200'] });
+  const slow = await startDevhost();   // default 15 s pings
+  const appFast = await startNegotiateApp(() => fast.port);
+  const appSlow = await startNegotiateApp(() => slow.port);
+  try {
+    const a = makeClient(appFast.port, { transport: T.ServerSentEvents, serverTimeoutMs: 1000 });
+    const b = makeClient(appSlow.port, { transport: T.ServerSentEvents, serverTimeoutMs: 1000 });
+    let bClosed = null;
+    b.conn.onclose((e) => { bClosed = e || new Error('closed'); });
+    await Promise.all([a.conn.start(), b.conn.start()]);
+    await waitFor(() => bClosed, 5000, 'the client without pings to time out');
+    assert.match(String(bClosed), /timeout|Server timeout/i);
+    assert.equal(a.conn.state, 'Connected');
+    await new Promise((r) => setTimeout(r, 1500)); // a.serverTimeout (1 s) elapses 1.5 times over
+    assert.equal(a.conn.state, 'Connected');
+    await a.conn.stop();
+  } finally {
+    await appFast.close();
+    await appSlow.close();
+    await fast.stop();
+    await slow.stop();
+  }
+});
+
+for (const [tname, transport] of [['ServerSentEvents', T.ServerSentEvents], ['LongPolling', T.LongPolling]]) {
+  test(`automatic reconnect after the service restarts on the same port (${tname})`, async () => {
+    let svc = await startDevhost({ args: ['--ping-interval-ms', '500'] });
+    const port = svc.port;
+    const app = await startNegotiateApp(() => port);
+    const c = makeClient(app.port, { transport, reconnect: [0, 100, 200, 300, 500, 500, 500, 1000, 1000, 1000, 1000, 1000] });
+    let reconnecting = 0;
+    let reconnected = 0;
+    c.conn.onreconnecting(() => { reconnecting++; });
+    c.conn.onreconnected(() => { reconnected++; });
+    try {
+      await c.conn.start();
+      const firstId = c.conn.connectionId;
+      assert.equal((await broadcast(port, 'newMessage', ['before'])).status, 202);
+      await waitFor(() => c.got.includes('before'), 5000, 'message before restart');
+      assert.equal((await svc.stop('SIGTERM')).code, 0);
+      await waitFor(() => reconnecting > 0, 5000, 'onreconnecting');
+      svc = await startDevhost({ port, args: ['--ping-interval-ms', '500'] });
+      await waitFor(() => reconnected > 0, 15000, 'onreconnected');
+      assert.equal(c.conn.state, 'Connected');
+      assert.notEqual(c.conn.connectionId, firstId);
+      assert.equal((await broadcast(port, 'newMessage', ['after'])).status, 202);
+      await waitFor(() => c.got.includes('after'), 5000, 'message after restart');
+    } finally {
+      await c.conn.stop();
+      await app.close();
+      await svc.stop();
+    }
+  });
+}
+
+test('long polls that time out are answered empty and the client keeps receiving; DELETE closes', async () => {
+  const svc = await startDevhost({ args: ['--poll-timeout-ms', '200'] });
+  const app = await startNegotiateApp(() => svc.port);
+  const c = makeClient(app.port, { transport: T.LongPolling });
+  try {
+    await c.conn.start();
+    await new Promise((r) => setTimeout(r, 700)); // several poll timeouts pass
+    assert.equal((await broadcast(svc.port, 'newMessage', ['after timeouts'])).status, 202);
+    await waitFor(() => c.got.includes('after timeouts'), 5000, 'message after poll timeouts');
+    const id = c.conn.connectionId;
+    await c.conn.stop(); // sends DELETE
+    await waitFor(async () => (await rest(svc.port, 'HEAD', `/api/v1/hubs/${hub}/connections/${id}`)).status === 404,
+      5000, 'connection gone after DELETE');
+  } finally {
+    await app.close();
+    assert.equal((await svc.stop()).code, 0);
+  }
+});
+
+test('a client that stops reading is closed when its queue overflows; others get everything in order', async () => {
+  const svc = await startDevhost({ args: ['--max-queue-bytes', '65536'] });
+  const app = await startNegotiateApp(() => svc.port);
+  const good = makeClient(app.port, { transport: T.ServerSentEvents });
+  try {
+    await good.conn.start();
+    // a raw SSE client that completes the handshake and then never reads its stream
+    const n = await negotiate(svc.port, 1);
+    const stuck = await openSse(svc.port, n.connectionToken, { pause: true });
+    assert.equal((await send(svc.port, n.connectionToken, `{"protocol":"json","version":1}${RS}`)).status, 200);
+    await waitFor(async () => (await rest(svc.port, 'HEAD', `/api/v1/hubs/${hub}/connections/${n.connectionId}`)).status === 200,
+      5000, 'stuck client connected');
+    const payload = 'x'.repeat(60000);
+    const N = 300; // 18 MB: more than the loopback socket buffers can hide
+    const t0 = Date.now();
+    for (let i = 0; i < N; i++) {
+      const r = await broadcast(svc.port, 'newMessage', [i, payload]);
+      assert.equal(r.status, 202);
+    }
+    await waitFor(() => good.got.length === N, 30000, 'the good client to receive every message');
+    assert.deepEqual(good.got.map((m) => m[0]), [...Array(N).keys()]);
+    assert.ok(Date.now() - t0 < 30000);
+    await waitFor(() => /fell behind/.test(svc.logs()), 5000, 'a log line about the slow client');
+    await waitFor(async () => (await rest(svc.port, 'HEAD', `/api/v1/hubs/${hub}/connections/${n.connectionId}`)).status === 404,
+      10000, 'slow client removed');
+    stuck.req.destroy();
+  } finally {
+    await good.conn.stop();
+    await app.close();
+    assert.equal((await svc.stop()).code, 0);
+  }
+});
