@@ -34,7 +34,21 @@ void device_state_from_entity(const cJSON *e, const char *etag, device_state_t *
     if (!ls || tele_time_normalise(ls, s->last_seen) != 0) s->last_seen[0] = '\0';
     const char *st = table_get_string(e, "Stream");
     if (st && strlen(st) == 16) memcpy(s->stream, st, 17);
-    s->has_seq = table_get_int64(e, "LastSeq", &s->last_seq) == 0;
+    s->has_seq = s->stream[0] && table_get_int64(e, "LastSeq", &s->last_seq) == 0;
+    const char *older = table_get_string(e, "OlderStreams");
+    while (older && *older && s->nolder < DEVICE_OLDER_STREAMS) {
+        /* "hash:seq;hash:seq" — anything malformed ends the list */
+        const char *colon = strchr(older, ':');
+        if (!colon || colon - older != 16) break;
+        char *end = NULL;
+        long long seq = strtoll(colon + 1, &end, 10);
+        if (end == colon + 1 || (*end != ';' && *end != '\0')) break;
+        memcpy(s->older[s->nolder].id, older, 16);
+        s->older[s->nolder].id[16] = '\0';
+        s->older[s->nolder].seq = seq;
+        s->nolder++;
+        older = *end ? end + 1 : end;
+    }
 }
 
 cJSON *device_state_to_entity(const device_state_t *s, const char *pk, const char *device_id)
@@ -57,6 +71,18 @@ cJSON *device_state_to_entity(const device_state_t *s, const char *pk, const cha
     if (!cJSON_AddNumberToObject(e, "Schema", 1)) rc = -1;
     if (s->stream[0]) rc |= table_set_string(e, "Stream", s->stream);
     if (s->has_seq) rc |= table_set_int64(e, "LastSeq", s->last_seq);
+    if (s->nolder > 0) {
+        char text[DEVICE_OLDER_STREAMS * 40 + 1];
+        size_t len = 0;
+        for (int i = 0; i < s->nolder && i < DEVICE_OLDER_STREAMS; i++) {
+            int n = snprintf(text + len, sizeof text - len, "%s%.16s:%lld", i ? ";" : "", s->older[i].id,
+                             (long long)s->older[i].seq);
+            if (n < 0 || (size_t)n >= sizeof text - len) break;
+            len += (size_t)n;
+        }
+        text[len] = '\0';
+        rc |= table_set_string(e, "OlderStreams", text);
+    }
     if (rc) { cJSON_Delete(e); return NULL; }
     return e;
 }
@@ -79,6 +105,33 @@ int tele_mark_validity(tele_batch_t *b, int first, const tele_calib_t *calib, co
     return n;
 }
 
+int device_state_stream_seq(const device_state_t *s, const char *stream, int64_t *seq)
+{
+    if (s->stream[0] && s->has_seq && strcmp(s->stream, stream) == 0) { *seq = s->last_seq; return 1; }
+    for (int i = 0; i < s->nolder; i++)
+        if (strcmp(s->older[i].id, stream) == 0) { *seq = s->older[i].seq; return 1; }
+    return 0;
+}
+
+/* Make stream the current one with sequence number seq, pushing the previous current stream
+ * to the front of the older list (bounded, oldest dropped). */
+static void switch_stream(device_state_t *s, const char *stream, int64_t seq)
+{
+    struct device_stream list[DEVICE_OLDER_STREAMS];
+    int n = 0;
+    if (s->stream[0] && s->has_seq) {
+        memcpy(list[n].id, s->stream, 17);
+        list[n++].seq = s->last_seq;
+    }
+    for (int i = 0; i < s->nolder && n < DEVICE_OLDER_STREAMS; i++)
+        if (strcmp(s->older[i].id, stream) != 0 && strcmp(s->older[i].id, s->stream) != 0) list[n++] = s->older[i];
+    memcpy(s->older, list, (size_t)n * sizeof list[0]);
+    s->nolder = n;
+    snprintf(s->stream, sizeof s->stream, "%.16s", stream);
+    s->last_seq = seq;
+    s->has_seq = 1;
+}
+
 int device_state_fold(const device_state_t *cur, const tele_batch_t *b, int first,
                       const tele_calib_t *calib, const char *now_utc, device_state_t *next,
                       fold_stats_t *stats)
@@ -86,13 +139,14 @@ int device_state_fold(const device_state_t *cur, const tele_batch_t *b, int firs
     device_state_t s;
     memcpy(&s, cur, sizeof s);
     fold_stats_t st = {0, 0, 0};
-    int same_stream = s.stream[0] && strcmp(s.stream, b->stream) == 0;
+    int64_t known_seq = 0;
+    int known = device_state_stream_seq(&s, b->stream, &known_seq);
     int have_max = 0;
     int64_t max_seq = 0;
 
     for (int i = first; i >= 0; i = b->ev[i].next) {
         const tele_event_t *e = &b->ev[i];
-        if (e->has_seq && same_stream && s.has_seq && e->seq <= s.last_seq) { st.replayed++; continue; }
+        if (e->has_seq && known && e->seq <= known_seq) { st.replayed++; continue; }
         if (e->has_seq && (!have_max || e->seq > max_seq)) { max_seq = e->seq; have_max = 1; }
         if (e->invalid) { st.invalid++; s.invalid_count++; continue; }
         tele_reading_t r;
@@ -111,9 +165,9 @@ int device_state_fold(const device_state_t *cur, const tele_batch_t *b, int firs
         if (t && t[0] && strcmp(t, s.last_seen) > 0) copy_text(s.last_seen, sizeof s.last_seen, t);
     }
     if (have_max) {
-        if (!same_stream || !s.has_seq || max_seq > s.last_seq) s.last_seq = max_seq;
-        s.has_seq = 1;
-        memcpy(s.stream, b->stream, sizeof s.stream);
+        int64_t seq = known && known_seq > max_seq ? known_seq : max_seq;
+        if (s.stream[0] && s.has_seq && strcmp(s.stream, b->stream) == 0) s.last_seq = seq;
+        else switch_stream(&s, b->stream, seq);
     }
     if (stats) *stats = st;
     memcpy(next, &s, sizeof s);

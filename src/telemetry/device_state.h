@@ -5,7 +5,12 @@
  * id; DeviceId, Celsius, Humidity, hPa, Light, Geo, Id, Count (Int64), InvalidCount (Int64),
  * LastSeen (DateTime, enqueued time of the newest accepted event), Schema 1, and the
  * idempotency columns Stream (stream identity hash, batch.h) and LastSeq (Int64, the highest
- * sequence number of that stream already folded in).
+ * sequence number of that stream already folded in), plus OlderStreams ("hash:seq;..." for
+ * up to DEVICE_OLDER_STREAMS streams the row saw before, most recent first). A batch whose
+ * stream is not the current one is checked against OlderStreams, so a batch re-delivered
+ * after another stream wrote the row (partition moved back, a retry racing another
+ * partition's batch) is still recognised as a replay; a stream never seen (or evicted) is
+ * applied, never mistaken for a replay.
  *
  * Folding is pure: from the current row and the device's events of one batch it computes the
  * next row — replayed events (same Stream, sequence number <= LastSeq) are skipped, invalid
@@ -30,6 +35,8 @@
 
 struct cJSON;
 
+#define DEVICE_OLDER_STREAMS 15
+
 typedef struct device_state {
     int      exists;                      /* the row exists; etag is its ETag */
     char     etag[TABLE_ETAG_MAX];
@@ -39,10 +46,19 @@ typedef struct device_state {
     char     id[TELE_TEXT_MAX + 1];
     int64_t  count, invalid_count;
     char     last_seen[TELE_TIME_LEN];    /* "" when never set */
-    char     stream[17];                  /* "" when unknown */
+    char     stream[17];                  /* current stream, "" when unknown */
     int      has_seq;
-    int64_t  last_seq;
+    int64_t  last_seq;                    /* highest folded sequence number of stream */
+    int      nolder;
+    struct device_stream {
+        char    id[17];
+        int64_t seq;
+    } older[DEVICE_OLDER_STREAMS];        /* streams seen before, most recent first */
 } device_state_t;
+
+/* The highest sequence number already folded in for stream: 1 and *seq when the row knows
+ * the stream, else 0. */
+int device_state_stream_seq(const device_state_t *s, const char *stream, int64_t *seq);
 
 typedef struct fold_stats {
     int accepted, invalid, replayed;

@@ -392,8 +392,8 @@ static void log_invalid(void *arg, const tele_event_t *e, const char *reason)
     run_t *r = la->r;
     const device_state_t *cur = &la->d->cur;
     /* an event this row already folded in (a replay) was reported the first time round */
-    if (e->has_seq && cur->has_seq && strcmp(cur->stream, r->b->stream) == 0 && e->seq <= cur->last_seq)
-        return;
+    int64_t seq;
+    if (e->has_seq && device_state_stream_seq(cur, r->b->stream, &seq) && e->seq <= seq) return;
     if (!detail_ok(r)) return;
     size_t idx = (size_t)(e - r->b->ev);
     log_warn(&r->inv->log, "event %zu of device '%.128s' is invalid and not applied (InvalidCount += 1): %s",

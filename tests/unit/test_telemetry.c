@@ -509,6 +509,27 @@ static void test_fold_apply_replay_stream(void **state)
     assert_true(again.count == 14);
     assert_true(again.last_seq == 7);
     assert_string_equal(again.stream, b.stream);
+    /* ...and the previous stream is remembered, so ITS replays are still recognised */
+    int64_t seq = 0;
+    assert_true(device_state_stream_seq(&again, "0123456789abcdef", &seq));
+    assert_true(seq == 1000);
+    assert_false(device_state_stream_seq(&again, "ffffffffffffffff", &seq));
+    device_state_t third;
+    assert_int_equal(device_state_fold(&again, &b, 0, &cal, "x", &third, &st), 0);
+    assert_int_equal(st.replayed, 3);
+
+    /* stream history is bounded: the oldest streams are forgotten */
+    device_state_t many = next;
+    for (int i = 0; i < DEVICE_OLDER_STREAMS + 5; i++) {
+        snprintf(many.stream, sizeof many.stream, "%016x", i + 1);
+        many.has_seq = 1;
+        many.last_seq = i;
+        assert_int_equal(device_state_fold(&many, &b, 0, &cal, "x", &many, &st), 1);
+    }
+    assert_int_equal(many.nolder, DEVICE_OLDER_STREAMS);
+    assert_string_equal(many.stream, b.stream);
+    assert_true(device_state_stream_seq(&many, "0000000000000014", &seq) && seq == 19);
+    assert_false(device_state_stream_seq(&many, "0000000000000001", &seq));
     tele_batch_free(&b);
     cJSON_Delete(doc);
 }
@@ -529,6 +550,11 @@ static void test_row_round_trip(void **state)
     snprintf(s.stream, sizeof s.stream, "00112233445566ff");
     s.has_seq = 1;
     s.last_seq = 9007199254740993LL;
+    s.nolder = 2;
+    snprintf(s.older[0].id, sizeof s.older[0].id, "aaaaaaaaaaaaaaaa");
+    s.older[0].seq = 12;
+    snprintf(s.older[1].id, sizeof s.older[1].id, "bbbbbbbbbbbbbbbb");
+    s.older[1].seq = -1;
     cJSON *e = device_state_to_entity(&s, "pk", "dev");
     assert_non_null(e);
     assert_string_equal(table_get_string(e, "Count@odata.type"), "Edm.Int64");
@@ -542,6 +568,10 @@ static void test_row_round_trip(void **state)
     assert_string_equal(back.stream, s.stream);
     assert_string_equal(back.last_seen, s.last_seen);
     assert_string_equal(back.etag, "W/\"etag\"");
+    assert_string_equal(table_get_string(e, "OlderStreams"), "aaaaaaaaaaaaaaaa:12;bbbbbbbbbbbbbbbb:-1");
+    assert_int_equal(back.nolder, 2);
+    assert_string_equal(back.older[1].id, "bbbbbbbbbbbbbbbb");
+    assert_true(back.older[1].seq == -1);
     cJSON_Delete(e);
 
     etag_cache_t *ec = etag_cache_new(10);
