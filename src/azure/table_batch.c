@@ -269,10 +269,10 @@ table_status_t table_batch_parse(const char *body, size_t len, table_batch_op_t 
         st = table_status_from_http(pt->status);
         if (st == TABLE_OK) st = TABLE_PROTOCOL;
         if (idx >= 0)
-            snprintf(res->message, sizeof(res->message), "operation %d failed: %d %s: %s",
+            snprintf(res->message, sizeof(res->message), "operation %d failed: %d %.63s: %.140s",
                      idx, pt->status, res->code[0] ? res->code : "(no code)", m);
         else
-            snprintf(res->message, sizeof(res->message), "failed (operation unknown): %d %s: %s",
+            snprintf(res->message, sizeof(res->message), "failed (operation unknown): %d %.63s: %.150s",
                      pt->status, res->code[0] ? res->code : "(no code)", m);
         goto out;
     }
