@@ -64,3 +64,28 @@ export async function rowsOf(conn, table, pk) {
 export function uniquePk(tag) {
   return `${tag}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/** The key=value pairs of the batch summary line in an invocation's Logs (numbers parsed). */
+export function summaryOf(json) {
+  const logs = json?.Logs ?? json?.logs ?? [];
+  const line = logs.find((l) => /EventTrigger batch:/.test(l));
+  if (!line) throw new Error(`no summary line in ${JSON.stringify(logs)}`);
+  const out = {};
+  for (const m of line.matchAll(/(\w+)=(\S+)/g)) out[m[1]] = /^-?[\d.]+$/.test(m[2]) ? Number(m[2]) : m[2];
+  return out;
+}
+
+/** The newMessage arguments in Outputs.signalRMessages, keyed by deviceId. */
+export function pushesOf(json) {
+  const msgs = json?.Outputs?.signalRMessages ?? [];
+  const out = {};
+  for (const m of msgs) {
+    if (m.target !== 'newMessage' || !Array.isArray(m.arguments) || m.arguments.length !== 1) {
+      throw new Error(`malformed SignalR message ${JSON.stringify(m)}`);
+    }
+    const a = m.arguments[0];
+    if (out[a.deviceId]) throw new Error(`two messages for ${a.deviceId}`);
+    out[a.deviceId] = a;
+  }
+  return out;
+}
