@@ -41,7 +41,10 @@ typedef struct table_conn {
     CURL              *curl;
     buf_t              url;    /* request URL */
     buf_t              body;   /* response body */
-    buf_t              scratch;/* string-to-sign, paths */
+    buf_t              scratch;/* string-to-sign, Authorization */
+    buf_t              path;   /* request path and query, reused across requests */
+    buf_t              query;
+    buf_t              req;    /* request body */
     struct table_conn *next;
 } table_conn_t;
 
@@ -133,6 +136,13 @@ static const char *mem_find(const char *h, size_t hn, const char *needle)
     for (size_t i = 0; i + nn <= hn; i++)
         if (h[i] == needle[0] && memcmp(h + i, needle, nn) == 0) return h + i;
     return NULL;
+}
+
+/* buf_reset that also clears the sticky OOM flag: connection buffers are reused. */
+static void breset(buf_t *b)
+{
+    buf_reset(b);
+    b->oom = 0;
 }
 
 static void copy_trunc(char *dst, size_t dstlen, const char *s, size_t n)
@@ -245,6 +255,9 @@ static void conn_free(table_conn_t *c)
     buf_free(&c->url);
     buf_free(&c->body);
     buf_free(&c->scratch);
+    buf_free(&c->path);
+    buf_free(&c->query);
+    buf_free(&c->req);
     free(c);
 }
 
@@ -294,6 +307,7 @@ static void conn_put(table_client_t *tc, table_conn_t *c)
     if (!c) return;
     /* keep the pool's memory bounded after a huge response */
     if (c->body.cap > (1u << 20)) buf_free(&c->body);
+    if (c->req.cap > (1u << 20)) buf_free(&c->req);
     pthread_mutex_lock(&tc->lock);
     c->next = tc->idle;
     tc->idle = c;
@@ -396,7 +410,7 @@ static CURLcode perform(table_client_t *tc, table_conn_t *c, const req_t *q, res
     r->status = 0;
     r->etag_bad = r->token_bad = r->has_next_pk = r->has_next_rk = 0;
     r->etag[0] = r->next_pk[0] = r->next_rk[0] = '\0';
-    buf_reset(&c->body);
+    breset(&c->body);
     errbuf[0] = '\0';
 
     table_rfc1123_now(date, sizeof(date));
@@ -421,7 +435,7 @@ static CURLcode perform(table_client_t *tc, table_conn_t *c, const req_t *q, res
     if (q->no_content) ADDH("Prefer: return-no-content");
     if (!tc->acct.sas) {
         buf_t *s = &c->scratch;
-        buf_reset(s);
+        breset(s);
         buf_puts(s, q->verb);
         buf_puts(s, "\n\n");
         buf_puts(s, q->content_type ? q->content_type : "");
@@ -433,12 +447,12 @@ static CURLcode perform(table_client_t *tc, table_conn_t *c, const req_t *q, res
         buf_puts(s, q->path);
         if (s->oom) goto nomem;
         if (table_sign(tc->acct.key, tc->acct.key_len, buf_str(s), sig, sizeof(sig)) != 0) goto nomem;
-        buf_reset(s);
+        breset(s);
         buf_puts(s, tc->auth_prefix);
         buf_puts(s, sig);
         if (s->oom) goto nomem;
         ADDH(buf_str(s));
-        buf_reset(s);
+        breset(s);
     }
 #undef ADDH
 
@@ -484,7 +498,7 @@ static table_status_t request(table_client_t *tc, table_conn_t *c, const req_t *
     char errbuf[CURL_ERROR_SIZE];
     const char *ep = tc->acct.table_endpoint;
 
-    buf_reset(&c->url);
+    breset(&c->url);
     buf_puts(&c->url, ep);
     buf_putc(&c->url, '/');
     buf_puts(&c->url, q->path);
@@ -565,7 +579,7 @@ static int etag_ok(const char *e)
 
 static void key_path(buf_t *b, const char *table, const char *pk, const char *rk)
 {
-    buf_reset(b);
+    breset(b);
     buf_puts(b, table);
     buf_puts(b, "(PartitionKey='");
     table_key_escape(b, pk);
@@ -647,21 +661,21 @@ table_status_t table_get_entity(table_client_t *tc, const char *table, const cha
     if (!table_key_valid(rk, why, sizeof(why)))
         return fail(res, TABLE_INVALID_ARG, "get %s: invalid RowKey: %s", table, why);
 
-    buf_t path = BUF_INIT, query = BUF_INIT;
-    key_path(&path, table, pk, rk);
-    if (select && *select) {
-        buf_puts(&query, "$select=");
-        table_pct_encode(&query, select);
-    }
+    table_conn_t *c;
     table_status_t st;
-    if (path.oom || query.oom) {
+    if ((st = with_conn(tc, &c, res)) != TABLE_OK) return st;
+    breset(&c->query);
+    key_path(&c->path, table, pk, rk);
+    if (select && *select) {
+        buf_puts(&c->query, "$select=");
+        table_pct_encode(&c->query, select);
+    }
+    if (c->path.oom || c->query.oom) {
         st = fail(res, TABLE_NOMEM, "out of memory");
         goto out;
     }
-    req_t q = {.verb = "GET", .path = buf_str(&path), .query = buf_str(&query)};
+    req_t q = {.verb = "GET", .path = buf_str(&c->path), .query = buf_str(&c->query)};
     resp_t r;
-    table_conn_t *c;
-    if ((st = with_conn(tc, &c, res)) != TABLE_OK) goto out;
     char what[96];
     snprintf(what, sizeof(what), "get entity from %s", table);
     st = request(tc, c, &q, &r, what, res);
@@ -684,10 +698,8 @@ table_status_t table_get_entity(table_client_t *tc, const char *table, const cha
             *entity_out = e;
         }
     }
-    conn_put(tc, c);
 out:
-    buf_free(&path);
-    buf_free(&query);
+    conn_put(tc, c);
     return st;
 }
 
@@ -712,16 +724,17 @@ static table_status_t write_entity(table_client_t *tc, const char *verb, const c
 
     table_conn_t *c;
     if (with_conn(tc, &c, res) != TABLE_OK) return res->status;
-    buf_t path = BUF_INIT, body = BUF_INIT;
     table_status_t st;
-    if (insert) buf_puts(&path, table);
-    else key_path(&path, table, pk, rk);
-    if (path.oom || table_entity_print(&body, entity) != 0 || body.oom) {
+    breset(&c->path);
+    breset(&c->req);
+    if (insert) buf_puts(&c->path, table);
+    else key_path(&c->path, table, pk, rk);
+    if (c->path.oom || table_entity_print(&c->req, entity) != 0 || c->req.oom) {
         st = fail(res, TABLE_NOMEM, "%s: out of memory serialising the entity", what);
         goto out;
     }
-    req_t q = {.verb = verb, .path = buf_str(&path), .content_type = "application/json",
-               .body = body.data, .body_len = body.len, .if_match = if_match,
+    req_t q = {.verb = verb, .path = buf_str(&c->path), .content_type = "application/json",
+               .body = c->req.data, .body_len = c->req.len, .if_match = if_match,
                .no_content = insert};
     resp_t r;
     st = request(tc, c, &q, &r, what, res);
@@ -733,8 +746,6 @@ static table_status_t write_entity(table_client_t *tc, const char *verb, const c
     }
 out:
     conn_put(tc, c);
-    buf_free(&path);
-    buf_free(&body);
     return st;
 }
 
@@ -774,21 +785,18 @@ table_status_t table_delete_entity(table_client_t *tc, const char *table, const 
     if (if_match && !etag_ok(if_match))
         return fail(res, TABLE_INVALID_ARG, "%s: If-Match ETag is empty, too long or contains "
                     "control characters", what);
-    buf_t path = BUF_INIT;
-    key_path(&path, table, pk, rk);
-    if (path.oom) {
-        buf_free(&path);
-        return fail(res, TABLE_NOMEM, "out of memory");
-    }
-    req_t q = {.verb = "DELETE", .path = buf_str(&path), .if_match = if_match ? if_match : "*"};
-    resp_t r;
     table_conn_t *c;
     table_status_t st = with_conn(tc, &c, res);
-    if (st == TABLE_OK) {
+    if (st != TABLE_OK) return st;
+    key_path(&c->path, table, pk, rk);
+    if (c->path.oom) {
+        st = fail(res, TABLE_NOMEM, "out of memory");
+    } else {
+        req_t q = {.verb = "DELETE", .path = buf_str(&c->path), .if_match = if_match ? if_match : "*"};
+        resp_t r;
         st = request(tc, c, &q, &r, what, res);
-        conn_put(tc, c);
     }
-    buf_free(&path);
+    conn_put(tc, c);
     return st;
 }
 
@@ -827,7 +835,7 @@ table_status_t table_query(table_client_t *tc, const char *table, const char *fi
     }
     if ((st = with_conn(tc, &c, res)) != TABLE_OK) goto out;
     for (;;) {
-        buf_reset(&query);
+        breset(&query);
         buf_puts(&query, buf_str(&base));
         if (has_pk) {
             if (query.len) buf_putc(&query, '&');
@@ -927,18 +935,20 @@ table_status_t table_batch(table_client_t *tc, const char *table, table_batch_op
     random_hex(cb + 10, 16);
     snprintf(ctype, sizeof(ctype), "multipart/mixed; boundary=%s", bb);
 
-    buf_t url = BUF_INIT, body = BUF_INIT;
     table_status_t st;
     table_conn_t *c = NULL;
-    buf_printf(&url, "%s/%s", tc->acct.table_endpoint, table);
-    if (url.oom || buf_reserve(&body, n_ops * 512) != 0 ||
-        table_batch_build(&body, buf_str(&url), ops, n_ops, bb, cb) != 0) {
+    if ((st = with_conn(tc, &c, res)) != TABLE_OK) return st;
+    buf_t *url = &c->path, *body = &c->req;
+    breset(url);
+    breset(body);
+    buf_printf(url, "%s/%s", tc->acct.table_endpoint, table);
+    if (url->oom || buf_reserve(body, n_ops * 512) != 0 ||
+        table_batch_build(body, buf_str(url), ops, n_ops, bb, cb) != 0) {
         st = fail(res, TABLE_NOMEM, "%s: out of memory building the request", what);
         goto out;
     }
-    if ((st = with_conn(tc, &c, res)) != TABLE_OK) goto out;
-    req_t q = {.verb = "POST", .path = "$batch", .content_type = ctype, .body = body.data,
-               .body_len = body.len};
+    req_t q = {.verb = "POST", .path = "$batch", .content_type = ctype, .body = body->data,
+               .body_len = body->len};
     resp_t r;
     st = request(tc, c, &q, &r, what, res);
     if (st == TABLE_OK) {
@@ -957,8 +967,6 @@ table_status_t table_batch(table_client_t *tc, const char *table, table_batch_op
         }
     }
 out:
-    if (c) conn_put(tc, c);
-    buf_free(&url);
-    buf_free(&body);
+    conn_put(tc, c);
     return st;
 }
