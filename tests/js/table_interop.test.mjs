@@ -7,7 +7,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { createHmac, randomBytes } from "node:crypto";
 import path from "node:path";
-import { TableClient, TableServiceClient } from "@azure/data-tables";
+import { AzureNamedKeyCredential, TableClient, TableServiceClient, generateTableSas } from "@azure/data-tables";
 
 const run = promisify(execFile);
 const conn = process.env.TEST_STORAGE_CONNECTION;
@@ -20,7 +20,11 @@ const opts = { allowInsecureConnection: true };
 let client;
 
 async function ctool(...args) {
-  const { stdout } = await run(tool, args, { env: process.env, timeout: 30000 });
+  return ctoolWith(conn, ...args);
+}
+async function ctoolWith(connstr, ...args) {
+  const env = { ...process.env, TEST_STORAGE_CONNECTION: connstr };
+  const { stdout } = await run(tool, args, { env, timeout: 30000 });
   return JSON.parse(stdout);
 }
 
@@ -122,4 +126,23 @@ test("entity written by the SDK is read by the C client with the right types", a
   assert.equal(got.entity.On, true);
   assert.equal(got.entity.PartitionKey, pk);
   assert.equal(got.entity.RowKey, rk);
+});
+
+test("the C client works with an SDK-generated table SAS, and a read-only SAS cannot write", async () => {
+  const c = parseConn(conn);
+  const cred = new AzureNamedKeyCredential(c.accountname, c.accountkey);
+  const expiresOn = new Date(Date.now() + 3600 * 1000);
+  const rw = generateTableSas(table, cred, { permissions: { query: true, add: true, update: true, delete: true }, expiresOn });
+  const ro = generateTableSas(table, cred, { permissions: { query: true }, expiresOn });
+  const sasConn = (sas) => `TableEndpoint=${c.tableendpoint};SharedAccessSignature=${sas}`;
+
+  const put = await ctoolWith(sasConn(rw), "put", table, "sas", "row1");
+  const sdkView = await client.getEntity("sas", "row1");
+  assert.equal(sdkView.etag, put.etag);
+  const got = await ctoolWith(sasConn(ro), "get", table, "sas", "row1");
+  assert.equal(got.typed.Count.int64, "9007199254740993");
+
+  await assert.rejects(ctoolWith(sasConn(ro), "put", table, "sas", "row2"),
+    (err) => err.code === 1 && /authorization failed|40[13]/.test(err.stderr) && !err.stderr.includes("sig="));
+  await assert.rejects(client.getEntity("sas", "row2"), (err) => err.statusCode === 404);
 });
