@@ -1,6 +1,6 @@
 // A private Azurite table service on a free port, for tests that need to stop and restart
-// storage (the shared one from tests/run.sh must stay up for everyone else). In-memory, so a
-// restart starts empty: tests that restart it create what they need again.
+// storage (the shared one from tests/run.sh must stay up for everyone else). In memory by
+// default; give a location directory to keep the data across a restart.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { freePort, repoRoot, waitFor } from './handler.mjs';
@@ -21,12 +21,13 @@ function portOpen(port) {
   });
 }
 
-/** Start Azurite (table only). port: reuse a port (restart), else a free one.
- *  Returns {port, connection, stop()}. */
-export async function startAzurite(port) {
+/** Start Azurite (table only). port: reuse a port (restart), else a free one; location: a
+ *  directory for persistent data (else in memory). Returns {port, connection, stop()}. */
+export async function startAzurite({ port, location } = {}) {
   port = port ?? await freePort();
   const bin = path.join(repoRoot, 'node_modules', '.bin', 'azurite-table');
-  const proc = spawn(bin, ['--tableHost', '127.0.0.1', '--tablePort', String(port), '--inMemoryPersistence',
+  const storage = location ? ['--location', location] : ['--inMemoryPersistence'];
+  const proc = spawn(bin, ['--tableHost', '127.0.0.1', '--tablePort', String(port), ...storage,
     '--disableTelemetry', '--silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
