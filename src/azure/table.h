@@ -7,6 +7,10 @@
  * Entities are cJSON objects in the service's JSON form, type annotations included:
  *   {"PartitionKey":"p","RowKey":"r","Count":"42","Count@odata.type":"Edm.Int64", ...}
  * Build them with the table_set_* helpers so Int64, Double and DateTime keep their types.
+ * Reads use odata=minimalmetadata: Int64/DateTime come back annotated, but an integral Double
+ * (22.0) comes back as a bare 22, so before writing a read entity back, re-set its doubles
+ * with table_set_double or the service stores them as Int32. "odata.*" members of a read
+ * entity are never sent on writes.
  *
  * Thread safety: a table_client_t may be shared by any number of threads; each thread gets
  * its own keep-alive connection. Every request has a timeout. Transient failures (5xx,

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,7 +475,8 @@ static void test_timeout(void **state)
 
 /* A tiny HTTP server answering 503 to the first `fail_first` requests and 204 + ETag after. */
 typedef struct fake {
-    int sock, fail_first, served, stop;
+    int sock;
+    atomic_int fail_first, served, stop, accepted;
 } fake_t;
 
 static void *fake_main(void *arg)
@@ -483,6 +485,7 @@ static void *fake_main(void *arg)
     while (!f->stop) {
         int c = accept(f->sock, NULL, NULL);
         if (c < 0) break;
+        f->accepted++;
         char buf[8192];
         size_t have = 0;
         for (;;) {
@@ -521,8 +524,12 @@ static void test_5xx_retried_then_ok_or_unavailable(void **state)
 {
     (void)state;
     int port;
-    fake_t f = {.fail_first = 2};
+    fake_t f;
     f.sock = listen_socket(&port, 16);
+    atomic_init(&f.fail_first, 2);
+    atomic_init(&f.served, 0);
+    atomic_init(&f.stop, 0);
+    atomic_init(&f.accepted, 0);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, fake_main, &f), 0);
     table_client_t *c = client_on_port(port, 2000, 3);
@@ -533,6 +540,7 @@ static void test_5xx_retried_then_ok_or_unavailable(void **state)
     assert_int_equal(table_merge_entity(c, "devices", e, NULL, etag, &res), TABLE_OK);
     assert_int_equal(res.attempts, 3);
     assert_true(now_s() - t0 < 1.5); /* retried on the 503s, not on a timeout */
+    assert_int_equal(f.accepted, 1);  /* all three attempts on one keep-alive connection */
     assert_string_equal(etag, "W/\"datetime'2024-01-01T00%3A00%3A00Z'\"");
 
     f.served = 0;
@@ -543,6 +551,7 @@ static void test_5xx_retried_then_ok_or_unavailable(void **state)
     assert_string_equal(res.code, "ServerBusy");
     assert_non_null(strstr(res.message, "after 4 attempts"));
     assert_int_equal(f.served, 4);
+    assert_int_equal(f.accepted, 1);
     cJSON_Delete(e);
     table_client_free(c);   /* closes the keep-alive connection: the server thread sees EOF */
     f.stop = 1;
@@ -579,6 +588,7 @@ static void test_threads_share_client(void **state)
     enum { T = 4 };
     pthread_t th[T];
     worker_t w[T];
+    double t0 = now_s();
     for (int i = 0; i < T; i++) {
         w[i] = (worker_t){.id = i};
         assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
@@ -587,6 +597,7 @@ static void test_threads_share_client(void **state)
         pthread_join(th[i], NULL);
         assert_int_equal(w[i].failures, 0);
     }
+    fprintf(stderr, "# %d threads: %d upserts + %d point reads in %.2fs\n", T, T * 40, T * 40, now_s() - t0);
     qstate_t q = {.in_order = 1};
     table_result_t res;
     assert_int_equal(table_query(tc, tname, "PartitionKey eq 'threads'", NULL, on_row, &q, &res), TABLE_OK);
