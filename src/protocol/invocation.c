@@ -50,6 +50,9 @@ static cJSON *unwrap_member(cJSON *parent, const char *name)
     if (!cJSON_IsString(item)) return item;
     cJSON *u = json_unwrap(item);
     if (!u) return item;
+    /* Nothing to unwrap: json_unwrap returned a plain copy, which still carries the key
+     * (overwriting that key below would leak it). Keep the original. */
+    if (u->string) { cJSON_Delete(u); return item; }
     /* ReplaceItemViaPointer does not carry the key over: the new item needs its own name. */
     u->string = item->string ? strdup(item->string) : NULL;
     u->type &= ~cJSON_StringIsConst;
