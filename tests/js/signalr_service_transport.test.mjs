@@ -104,8 +104,8 @@ test('pings keep a client with a short server timeout connected; without them it
   } finally {
     await appFast.close();
     await appSlow.close();
-    await fast.stop();
-    await slow.stop();
+    assert.equal((await fast.stop()).code, 0);
+    assert.equal((await slow.stop()).code, 0);
   }
 });
 
@@ -135,7 +135,7 @@ for (const [tname, transport] of [['ServerSentEvents', T.ServerSentEvents], ['Lo
     } finally {
       await c.conn.stop();
       await app.close();
-      await svc.stop();
+      assert.equal((await svc.stop()).code, 0);
     }
   });
 }
