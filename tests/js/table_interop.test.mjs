@@ -24,7 +24,10 @@ async function ctool(...args) {
 }
 async function ctoolWith(connstr, ...args) {
   const env = { ...process.env, TEST_STORAGE_CONNECTION: connstr };
-  const { stdout } = await run(tool, args, { env, timeout: 30000 });
+  // Under `make valgrind` (ENVIROMON_WRAPPER="valgrind ...") the tool runs inside the wrapper too.
+  const wrap = (process.env.ENVIROMON_WRAPPER || "").split(/\s+/).filter(Boolean);
+  const [cmd, ...pre] = wrap.length ? wrap : [tool];
+  const { stdout } = await run(cmd, wrap.length ? [...pre, tool, ...args] : args, { env, timeout: 60000 });
   return JSON.parse(stdout);
 }
 

@@ -220,6 +220,40 @@ static void test_parse_hostile(void **state)
     buf_free(&b);
 }
 
+/* Mutated samples and random bytes never crash the parsers (meaningful under ASan/valgrind)
+ * and a status is always one of the defined ones. */
+static void test_parse_mutations(void **state)
+{
+    (void)state;
+    const char *samples[] = {ok2, fail409, fail101, fail412_azure};
+    unsigned seed = 12345;
+    char buf[2048];
+    table_batch_op_t ops[3];
+    table_result_t res;
+    for (int it = 0; it < 3000; it++) {
+        const char *src = samples[it % 4];
+        size_t n = strlen(src);
+        if (n > sizeof(buf)) n = sizeof(buf);
+        memcpy(buf, src, n);
+        int muts = 1 + rand_r(&seed) % 8;
+        for (int m = 0; m < muts; m++) buf[rand_r(&seed) % n] = (char)(rand_r(&seed) & 0xff);
+        size_t len = (size_t)(rand_r(&seed) % (int)(n + 1));
+        memset(ops, 0, sizeof(ops));
+        memset(&res, 0, sizeof(res));
+        table_status_t st = table_batch_parse(buf, len, ops, 1 + (size_t)(it % 3), &res);
+        assert_true(st >= TABLE_OK && st <= TABLE_PROTOCOL);
+        assert_true(res.batch_index >= -1 && res.batch_index < 3);
+        assert_true(memchr(res.message, '\0', sizeof(res.message)) != NULL);
+        for (int i = 0; i < 3; i++) assert_true(memchr(ops[i].etag, '\0', TABLE_ETAG_MAX) != NULL);
+        /* the same bytes as a connection string and as a key */
+        buf[len < sizeof(buf) ? len : sizeof(buf) - 1] = '\0';
+        storage_account_t a;
+        char err[128];
+        if (storage_account_parse(buf, &a, err, sizeof(err)) == 0) storage_account_free(&a);
+        (void)table_key_valid(buf, err, sizeof(err));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_build),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_parse_hostile),
+        cmocka_unit_test(test_parse_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
