@@ -194,7 +194,7 @@ static void test_calibration_cache_ttl_and_negative(void **state)
     calib_cache_free(cc);
 
     cc = calib_cache_new(100, 3);                    /* bounded */
-    char id[8];
+    char id[16];
     for (int i = 0; i < 10; i++) { snprintf(id, sizeof id, "d%d", i); calib_cache_store(cc, id, 0, &c); }
     assert_true(calib_cache_peek(cc, "d9", 1, &got));
     assert_false(calib_cache_peek(cc, "d0", 1, &got));
