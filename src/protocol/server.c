@@ -238,7 +238,7 @@ server_t *server_start(app_t *app, char *err, size_t errlen)
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)app->cfg.request_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)512,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024), /* headers only: bodies stream past it */
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_END);
