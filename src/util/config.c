@@ -117,7 +117,6 @@ int config_load_from(config_t *cfg, const char *(*lookup)(const char *, void *),
     if (mb && !l.failed && config_parse_int("ENVIROMON_MAX_BODY_BYTES", mb, 1024, 1024L * 1024 * 1024, &maxbody, err, errlen) != 0)
         l.failed = 1;
     cfg->max_body_bytes = (size_t)maxbody;
-    get_int(&l, "ENVIROMON_THREADS", 8, 1, 256, &cfg->threads);
     get_int(&l, "ENVIROMON_REQUEST_TIMEOUT", 300, 1, 86400, &cfg->request_timeout_s);
 
     const char *webjobs = get(&l, "AzureWebJobsStorage");

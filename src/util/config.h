@@ -14,7 +14,6 @@ typedef struct config {
     /* Handler process */
     int    port;                  /* FUNCTIONS_CUSTOMHANDLER_PORT (required, 1..65535) */
     size_t max_body_bytes;        /* ENVIROMON_MAX_BODY_BYTES, default 8 MiB */
-    int    threads;               /* ENVIROMON_THREADS, default 8 (MHD thread pool) */
     int    request_timeout_s;     /* ENVIROMON_REQUEST_TIMEOUT, idle connection timeout, default 300 */
     /* Storage */
     char  *storage_connection;    /* StorageConnectionString, default AzureWebJobsStorage; may be NULL */
