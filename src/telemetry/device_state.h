@@ -6,7 +6,7 @@
  * LastSeen (DateTime, enqueued time of the newest accepted event), Schema 1, and the
  * idempotency columns Stream (stream identity hash, batch.h) and LastSeq (Int64, the highest
  * sequence number of that stream already folded in), plus OlderStreams ("hash:seq;..." for
- * up to DEVICE_OLDER_STREAMS streams the row saw before, most recent first). A batch whose
+ * up to DEVICE_OLDER_STREAMS (31) streams the row saw before, most recent first). A batch whose
  * stream is not the current one is checked against OlderStreams, so a batch re-delivered
  * after another stream wrote the row (partition moved back, a retry racing another
  * partition's batch) is still recognised as a replay; a stream never seen (or evicted) is
@@ -35,7 +35,7 @@
 
 struct cJSON;
 
-#define DEVICE_OLDER_STREAMS 15
+#define DEVICE_OLDER_STREAMS 31
 
 typedef struct device_state {
     int      exists;                      /* the row exists; etag is its ETag */
