@@ -75,7 +75,29 @@ int tele_time_normalise(const char *in, char out[TELE_TIME_LEN])
     }
     while (*p == ' ') p++;
     if (*p) return -1;
-    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || s > 60) return -1;
+    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || s > 59) return -1;
+    if (off == 0) {
+        /* fast path (the host's own form: UTC, no zone): already canonical once the fraction
+         * is padded — no calendar arithmetic, no printf (this runs once per event) */
+        static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+        int leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+        if (D > mdays[M - 1] || (M == 2 && D == 29 && !leap) || Y < 1) return -1;
+        const int f[6] = {M, D, h, m, s, 0};
+        char *o = out;
+        *o++ = (char)('0' + Y / 1000); *o++ = (char)('0' + Y / 100 % 10);
+        *o++ = (char)('0' + Y / 10 % 10); *o++ = (char)('0' + Y % 10);
+        static const char sep[5] = {'-', 'T', ':', ':', '.'};
+        *o++ = '-';
+        for (int i = 0; i < 5; i++) {
+            *o++ = (char)('0' + f[i] / 10);
+            *o++ = (char)('0' + f[i] % 10);
+            *o++ = sep[i];
+        }
+        memcpy(o, frac, 7);
+        o[7] = 'Z';
+        o[8] = '\0';
+        return 0;
+    }
     struct tm tm = {0};
     tm.tm_year = Y - 1900; tm.tm_mon = M - 1; tm.tm_mday = D;
     tm.tm_hour = h; tm.tm_min = m; tm.tm_sec = s;

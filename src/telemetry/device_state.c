@@ -64,9 +64,13 @@ static int add_item(cJSON *e, const char *name, cJSON *item)
 
 static int add_annotated(cJSON *e, const char *name, cJSON *item, const char *edm)
 {
+    static const char suffix[] = "@odata.type";
     char an[64];
+    size_t n = strlen(name);
     if (add_item(e, name, item) != 0) return -1;
-    snprintf(an, sizeof an, "%s@odata.type", name);
+    if (n + sizeof suffix > sizeof an) return -1;   /* our column names are short */
+    memcpy(an, name, n);
+    memcpy(an + n, suffix, sizeof suffix);
     return add_item(e, an, cJSON_CreateString(edm));
 }
 

@@ -416,8 +416,13 @@ static void test_time_and_int_array(void **state)
     assert_string_equal(out, "2026-03-04T02:00:00.0000000Z");
     assert_int_equal(tele_time_normalise("2025-12-31T23:59:59.9Z", out), 0);
     assert_string_equal(out, "2025-12-31T23:59:59.9000000Z");
+    assert_int_equal(tele_time_normalise("2024-02-29T12:00:00.12345678", out), 0);   /* leap day; 7 digits kept */
+    assert_string_equal(out, "2024-02-29T12:00:00.1234567Z");
+    assert_int_equal(tele_time_normalise("2000-02-29T00:00:00+00:00", out), 0);
+    assert_string_equal(out, "2000-02-29T00:00:00.0000000Z");
     const char *bad[] = {"", "yesterday", "2026-13-01T00:00:00", "2026-01-01", "2026-01-01T00:00:00Q",
-                         "2026-01-01T25:00:00", "2026-01-01T00:00:00."};
+                         "2026-01-01T25:00:00", "2026-01-01T00:00:00.", "2026-02-29T00:00:00",
+                         "2026-04-31T00:00:00", "2100-02-29T00:00:00", "0000-01-01T00:00:00"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (tele_time_normalise(bad[i], out) == 0) fail_msg("accepted '%s'", bad[i]);
 
