@@ -27,7 +27,10 @@ test('storage down → 503 and no crash; after restart the same batch applies on
   cleanup.push(async () => az.stop());
   const h = await startHandler({ StorageConnectionString: az.connection, PartitionKey: 'down',
     StorageRetries: '1', StorageTimeoutMs: '2000' });
-  cleanup.push(async () => h.stop());
+  cleanup.push(async () => {
+    const x = await h.stop();
+    assert.ok(x.code === 0 || x.signal === 'SIGTERM', `handler exit ${JSON.stringify(x)}: ${h.stderr()}`);
+  });
 
   // warm: tables created, rows and ETags cached in the process
   const warm = await invoke(h, 'EventTrigger', batchFor(['s1', 's2'], 1).data, batchFor(['s1', 's2'], 1).metadata);
