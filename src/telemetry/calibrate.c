@@ -86,6 +86,7 @@ void calib_cache_free(calib_cache_t *cc)
 int calib_cache_peek(calib_cache_t *cc, const char *device_id, long long now_ms, tele_calib_t *out)
 {
     int hit = 0;
+    if (!cc) return 0;
     pthread_mutex_lock(&cc->lock);
     calib_entry_t *e = devmap_get(cc->map, device_id);
     if (e && now_ms - e->loaded_ms < (long long)cc->ttl_s * 1000 && now_ms >= e->loaded_ms) {
@@ -98,7 +99,7 @@ int calib_cache_peek(calib_cache_t *cc, const char *device_id, long long now_ms,
 
 void calib_cache_store(calib_cache_t *cc, const char *device_id, long long now_ms, const tele_calib_t *c)
 {
-    if (cc->ttl_s == 0) return;
+    if (!cc || cc->ttl_s == 0) return;
     calib_entry_t e = {*c, now_ms};
     pthread_mutex_lock(&cc->lock);
     if (devmap_count(cc->map) >= cc->max_entries && !devmap_get(cc->map, device_id))

@@ -111,6 +111,17 @@ static void now_utc(char out[TELE_TIME_LEN])
     snprintf(out, TELE_TIME_LEN, "%.28s", tmp);
 }
 
+/* A payload-supplied string made safe for one log line (control characters → '?'). */
+static void printable(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+    }
+    dst[i] = '\0';
+}
+
 static int detail_ok(run_t *r)
 {
     return atomic_fetch_add(&r->detail_logged, 1) < DETAIL_LOG_MAX;
@@ -413,8 +424,10 @@ static void log_invalid(void *arg, const tele_event_t *e, const char *reason)
     if (e->has_seq && device_state_stream_seq(cur, r->b->stream, &seq) && e->seq <= seq) return;
     if (!detail_ok(r)) return;
     size_t idx = (size_t)(e - r->b->ev);
+    char why[200];
+    printable(why, sizeof why, reason);   /* reasons quote payload text */
     log_warn(&r->inv->log, "event %zu of device '%.128s' is invalid and not applied (InvalidCount += 1): %s",
-             idx, e->device_id ? e->device_id : "?", reason);
+             idx, e->device_id ? e->device_id : "?", why);
 }
 
 /* ---------------------------------------------------------------- the function */
@@ -470,14 +483,21 @@ int event_trigger_run(invocation_t *inv, app_t *app)
         tele_event_t *e = &b.ev[i];
         if (e->spoofed) {
             spoofed++;
-            if (detail_ok(&r))
+            if (detail_ok(&r)) {
+                char claimed[129];
+                printable(claimed, sizeof claimed, e->reading.claimed_device_id);
                 log_warn(&inv->log, "spoofing attempt: event %zu authenticated as device '%.128s' claims "
-                         "deviceId '%.128s' in its payload; processed as '%.128s'", i, e->system_device_id,
-                         e->reading.claimed_device_id, e->system_device_id);
+                         "deviceId '%s' in its payload; processed as '%.128s'", i, e->system_device_id,
+                         claimed, e->system_device_id);
+            }
         }
         if (e->rejected) {
             rejected++;
-            if (detail_ok(&r)) log_warn(&inv->log, "event %zu rejected: %s", i, e->reject_reason);
+            if (detail_ok(&r)) {
+                char why[200];
+                printable(why, sizeof why, e->reject_reason);
+                log_warn(&inv->log, "event %zu rejected: %s", i, why);
+            }
             continue;
         }
         size_t *slot = devmap_get(index, e->device_id);

@@ -186,17 +186,20 @@ test('bad input: each event gets its documented result and the rest of the batch
     { seq: 18, body: { deviceId: 'l'.repeat(129), temperature: 20 } }, // too long: rejected
     { deviceId: 'big', seq: 19, body: { temperature: 22, padding: big } },   // 1 MiB event: accepted
     { deviceId: 'good', seq: 20, body: { temperature: 21, humidity: 30 } },
+    { deviceId: 'good', seq: 21, body: { deviceId: 'evil\nINJECTED line', temperature: 'x\r\nINJECTED' } },   // log injection
   ];
   const r = await post(x, wireBatch(events, { partition: '0' }));
   assert.equal(r.status, 200, r.text);
   const s = summaryOf(r.json);
   assert.equal(s.events, events.length);
   assert.equal(s.accepted, 3);
-  assert.equal(s.invalid, 10);
+  assert.equal(s.invalid, 11);
+  assert.equal(s.spoofed, 1);
   assert.equal(s.rejected, 7);
   const rows = await rowsOf(CONN, 'DeviceState', pk);
   assert.deepEqual(Object.keys(rows).sort(), ['bad1', 'bad2', 'bad3', 'bad4', 'bad5', 'big', 'good']);
   assert.equal(rows.good.Count, 2n);
+  assert.equal(rows.good.InvalidCount, 1n);
   assert.equal(rows.good.Celsius, 21);
   assert.equal(rows.good.Humidity, 30);
   assert.equal(rows.big.Count, 1n);
@@ -213,6 +216,9 @@ test('bad input: each event gets its documented result and the rest of the batch
     /pressure: not/, /temperature 1e\+308 outside/, /no device id/, /not a valid table key/, /129 characters/]) {
     assert.match(logs, re);
   }
+  // payload text in log lines is neutralised: one line stays one line
+  for (const l of r.json.Logs) assert.doesNotMatch(l, /[\r\n]/);
+  assert.doesNotMatch(x.stdout(), /^INJECTED/m);
   // the handler is still healthy
   assert.ok((await fetch(`${x.url}/`)).status > 0);
 });
