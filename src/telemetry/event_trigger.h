@@ -10,8 +10,13 @@
  * full-jitter backoff (backoff.h) up to OccMaxAttempts. Storage unavailable or attempts
  * exhausted → the invocation fails with 503 so the host's retry policy re-delivers the batch;
  * devices already written are then skipped by sequence number (Stream + LastSeq columns).
- * A replayed batch changes nothing and pushes nothing. Bad events are logged, counted and
- * skipped; they never fail the batch. One summary line per batch. */
+ * A replayed batch changes nothing and pushes nothing (no newMessage for an unchanged row).
+ * Events without a sequence number (not from the Event Hubs trigger) cannot be recognised as
+ * replays and are always applied. An accepted event without an enqueued time counts as seen
+ * now. Bad events are logged (the first 50 per batch in detail, then a count), counted and
+ * skipped; they never fail the batch. One summary line per batch: events, devices, accepted,
+ * invalid, rejected, replayed, spoofed, conflicts_retried, rows_written, failed_devices,
+ * elapsed_ms, stream. */
 #ifndef ENVIROMON_TELEMETRY_EVENT_TRIGGER_H
 #define ENVIROMON_TELEMETRY_EVENT_TRIGGER_H
 
