@@ -45,8 +45,7 @@ devhost: $(BUILD)/devhost
 simulator: $(BUILD)/simulator
 	cp $< $@
 
-# Programs link the objects themselves, not the archive, so that every module is present.
-$(BUILD)/%: $(BUILD)/src/%/main.o $(LIB_OBJS)
+$(BUILD)/%: $(BUILD)/src/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
 

@@ -6,6 +6,7 @@
  * of AccessKey. Pure functions with no shared state, so every call is thread-safe. Facts and
  * test vectors: shared/reference/signalr-protocol.md §1–§3. */
 #include "azure/signalr_token.h"
+#include "util/hmac.h"
 
 #include "util/buf.h"
 
@@ -16,7 +17,6 @@
 #include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,21 +348,24 @@ static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 static void b64url_put(buf_t *b, const unsigned char *p, size_t n)
 {
+    if (buf_reserve(b, (n + 2) / 3 * 4) != 0) return;
+    char *o = b->data + b->len;
     size_t i = 0;
     for (; i + 3 <= n; i += 3) {
         unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
-        char q[4] = {B64URL[v >> 18], B64URL[(v >> 12) & 63], B64URL[(v >> 6) & 63], B64URL[v & 63]};
-        buf_append(b, q, 4);
+        *o++ = B64URL[v >> 18];
+        *o++ = B64URL[(v >> 12) & 63];
+        *o++ = B64URL[(v >> 6) & 63];
+        *o++ = B64URL[v & 63];
     }
-    if (n - i == 1) {
-        unsigned v = (unsigned)p[i] << 16;
-        char q[2] = {B64URL[v >> 18], B64URL[(v >> 12) & 63]};
-        buf_append(b, q, 2);
-    } else if (n - i == 2) {
-        unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8;
-        char q[3] = {B64URL[v >> 18], B64URL[(v >> 12) & 63], B64URL[(v >> 6) & 63]};
-        buf_append(b, q, 3);
+    if (n - i >= 1) { /* no padding in base64url JWT parts */
+        unsigned v = (unsigned)p[i] << 16 | (n - i == 2 ? (unsigned)p[i + 1] << 8 : 0u);
+        *o++ = B64URL[v >> 18];
+        *o++ = B64URL[(v >> 12) & 63];
+        if (n - i == 2) *o++ = B64URL[(v >> 6) & 63];
     }
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
 }
 
 static int b64url_val(unsigned char ch)
@@ -406,25 +409,7 @@ static unsigned char *b64url_decode(const char *s, size_t n, size_t *out_len)
 
 static int hs256(const char *key, size_t key_len, const char *data, size_t n, unsigned char mac[32])
 {
-    static const unsigned char empty = 0;
-    unsigned int mlen = 0;
-    if (!HMAC(EVP_sha256(), key_len ? (const void *)key : &empty, (int)key_len,
-              (const unsigned char *)data, n, mac, &mlen) || mlen != 32)
-        return -1;
-    return 0;
-}
-
-/* JSON string literal for s (with quotes), appended to b. */
-static int put_json_string(buf_t *b, const char *s)
-{
-    cJSON *str = cJSON_CreateString(s);
-    if (!str) return -1;
-    char *txt = cJSON_PrintUnformatted(str);
-    cJSON_Delete(str);
-    if (!txt) return -1;
-    buf_puts(b, txt);
-    cJSON_free(txt);
-    return b->oom ? -1 : 0;
+    return hmac_sha256(key, key_len, data, n, mac);
 }
 
 char *sr_token_mint(const char *key, size_t key_len, const char *aud, time_t exp, const char *user_id)
@@ -432,13 +417,15 @@ char *sr_token_mint(const char *key, size_t key_len, const char *aud, time_t exp
     if (!key || key_len == 0 || key_len > INT_MAX || !aud || !*aud) return NULL;
     buf_t payload = BUF_INIT, tok = BUF_INIT;
     char *result = NULL;
+    size_t want = strlen(aud) + (user_id ? strlen(user_id) : 0) + 64;
+    if (buf_reserve(&payload, want) != 0 || buf_reserve(&tok, want * 4 / 3 + 128) != 0) goto out;
 
     buf_puts(&payload, "{\"aud\":");
-    if (put_json_string(&payload, aud) != 0) goto out;
+    if (buf_put_json_string(&payload, aud) != 0) goto out;
     buf_printf(&payload, ",\"exp\":%lld", (long long)exp);
     if (user_id && *user_id) {
         buf_puts(&payload, ",\"nameid\":");
-        if (put_json_string(&payload, user_id) != 0) goto out;
+        if (buf_put_json_string(&payload, user_id) != 0) goto out;
     }
     buf_putc(&payload, '}');
     if (payload.oom) goto out;

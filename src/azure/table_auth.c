@@ -8,23 +8,19 @@
 #include <time.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "azure/table.h"
 #include "azure/table_internal.h"
+#include "util/hmac.h"
 
 static int sign_raw(const unsigned char *key, size_t key_len, const char *msg, size_t msg_len,
                     char *out, size_t outlen)
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
+    unsigned char mac[HMAC_SHA256_LEN];
     if (!key || !key_len || !msg || !out || outlen < 45) return -1;
-    if (key_len > (size_t)__INT_MAX__) return -1;
-    if (!HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, msg_len, mac, &mac_len))
-        return -1;
-    if (mac_len != 32) return -1;
+    if (hmac_sha256(key, key_len, msg, msg_len, mac) != 0) return -1;
     /* 32 bytes -> 44 base64 characters + NUL */
-    int n = EVP_EncodeBlock((unsigned char *)out, mac, (int)mac_len);
+    int n = EVP_EncodeBlock((unsigned char *)out, mac, (int)sizeof mac);
     return n == 44 ? 0 : -1;
 }
 

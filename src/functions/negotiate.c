@@ -51,14 +51,18 @@ int negotiate_run(invocation_t *inv, app_t *app)
                             "minting from AzureSignalRConnectionString instead");
     }
 
-    const char *conn = app->cfg.signalr_connection;
-    if (!conn || !*conn) {
-        if (inv_http_error(inv, "res", 500,
-                           "SignalR is not configured: no signalRConnectionInfo binding value arrived "
-                           "and the AzureSignalRConnectionString setting is not set") != 0)
-            goto oom;
+    if (!app->signalr) {
+        if (!app->cfg.signalr_connection || !*app->cfg.signalr_connection) {
+            if (inv_http_error(inv, "res", 500,
+                               "SignalR is not configured: no signalRConnectionInfo binding value arrived "
+                               "and the AzureSignalRConnectionString setting is not set") != 0)
+                goto oom;
+        } else if (inv_http_error(inv, "res", 500, "%s", app->signalr_error) != 0) {
+            goto oom; /* signalr_error never contains the key (signalr_token.h) */
+        }
         return 0;
     }
+    const sr_conn_t *c = app->signalr;
 
     const cJSON *req = inv_data(inv, "req");
     const char *user = cJSON_IsObject(req) ? http_req_header(req, "x-ms-client-principal-id") : NULL;
@@ -69,24 +73,15 @@ int negotiate_run(invocation_t *inv, app_t *app)
         return 0;
     }
 
-    sr_conn_t c;
-    char err[256];
-    if (sr_conn_parse(conn, &c, err, sizeof err) != 0) {
-        /* err never contains the key (signalr_token.h). */
-        if (inv_http_error(inv, "res", 500, "setting AzureSignalRConnectionString: %s", err) != 0) goto oom;
-        return 0;
-    }
     const char *hub = app->cfg.signalr_hub && *app->cfg.signalr_hub ? app->cfg.signalr_hub : "Enviromon";
     char url[1200], aud[1200];
-    if (sr_client_url(&c, hub, url, sizeof url) != 0 || sr_client_audience(&c, hub, aud, sizeof aud) != 0) {
-        sr_conn_free(&c);
+    if (sr_client_url(c, hub, url, sizeof url) != 0 || sr_client_audience(c, hub, aud, sizeof aud) != 0) {
         if (inv_http_error(inv, "res", 500, "setting AzureSignalRConnectionString: the endpoint or hub name "
                                             "is too long to build the client URL") != 0)
             goto oom;
         return 0;
     }
-    char *token = sr_token_mint(c.access_key, strlen(c.access_key), aud, time(NULL) + FN_TOKEN_LIFETIME_S, user);
-    sr_conn_free(&c);
+    char *token = sr_token_mint(c->access_key, strlen(c->access_key), aud, time(NULL) + FN_TOKEN_LIFETIME_S, user);
     if (!token) goto oom;
     int rc = reply_info(inv, url, token);
     free(token);

@@ -1,22 +1,21 @@
 /* app.c — building and tearing down the handler's process-wide state (see app.h). */
 #include "handler/app.h"
 
+#include "azure/signalr_token.h"
 #include "azure/table.h"
+#include "telemetry/event_trigger.h"
 #include "util/log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-int  telemetry_app_init(app_t *app, char *err, size_t errlen);
-void telemetry_app_free(app_t *app);
-
-/* Placeholders until the telemetry module provides its own (strong) definitions. */
-__attribute__((weak)) int telemetry_app_init(app_t *app, char *err, size_t errlen)
+static void app_free_signalr(app_t *app)
 {
-    (void)app; (void)err; (void)errlen;
-    return 0;
+    if (app->signalr) sr_conn_free(app->signalr);
+    free(app->signalr);
+    app->signalr = NULL;
 }
-__attribute__((weak)) void telemetry_app_free(app_t *app) { (void)app; }
 
 int app_init(app_t *app, int require_port, char *err, size_t errlen)
 {
@@ -43,7 +42,24 @@ int app_init(app_t *app, int require_port, char *err, size_t errlen)
                  "no storage configured: set StorageConnectionString or AzureWebJobsStorage");
         log_warn(NULL, "%s; storage-backed functions will fail", app->tables_error);
     }
+    /* Parsed once here; a malformed string is reported by the functions that need it (Negotiate
+     * answers 500 naming the setting), so it does not stop EventTrigger from running. */
+    if (app->cfg.signalr_connection && *app->cfg.signalr_connection) {
+        app->signalr = calloc(1, sizeof *app->signalr);
+        char serr[200];
+        if (!app->signalr) {
+            snprintf(app->signalr_error, sizeof app->signalr_error, "out of memory");
+        } else if (sr_conn_parse(app->cfg.signalr_connection, app->signalr, serr, sizeof serr) != 0) {
+            free(app->signalr);
+            app->signalr = NULL;
+            snprintf(app->signalr_error, sizeof app->signalr_error, "setting AzureSignalRConnectionString: %s", serr);
+            log_warn(NULL, "%s", app->signalr_error);
+        }
+    } else {
+        snprintf(app->signalr_error, sizeof app->signalr_error, "the AzureSignalRConnectionString setting is not set");
+    }
     if (telemetry_app_init(app, err, errlen) != 0) {
+        app_free_signalr(app);
         table_client_free(app->tables);
         config_free(&app->cfg);
         return -1;
@@ -54,6 +70,7 @@ int app_init(app_t *app, int require_port, char *err, size_t errlen)
 void app_free(app_t *app)
 {
     telemetry_app_free(app);
+    app_free_signalr(app);
     table_client_free(app->tables);
     config_free(&app->cfg);
     memset(app, 0, sizeof *app);

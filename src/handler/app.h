@@ -11,12 +11,15 @@
 struct table_client;
 struct calib_cache;
 struct etag_cache;
+struct sr_conn;
 struct invocation;
 
 typedef struct app {
     config_t              cfg;
     struct table_client  *tables;     /* NULL when no storage connection string is set */
     char                  tables_error[256]; /* why tables is NULL (no secret in it) */
+    struct sr_conn       *signalr;    /* parsed AzureSignalRConnectionString, or NULL */
+    char                  signalr_error[256]; /* why signalr is NULL (no secret in it) */
     struct calib_cache   *calib;      /* EventTrigger calibration cache (may be NULL) */
     struct etag_cache    *etags;      /* EventTrigger device ETag/state cache (may be NULL) */
 } app_t;

@@ -157,6 +157,10 @@ static MHD_Result_t on_request(void *cls, struct MHD_Connection *conn, const cha
         st->counted = 1;
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = st;
+        /* One allocation for the whole body when its size is announced (and allowed). */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
+        if (announced && announced <= srv->app->cfg.max_body_bytes) (void)buf_reserve(&st->body, (size_t)announced);
         return MHD_YES; /* wait for the body (or its absence) */
     }
     if (*upload_data_size) {

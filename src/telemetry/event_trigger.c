@@ -16,7 +16,6 @@
 #include "telemetry/validate.h"
 
 #include <cjson/cJSON.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -70,15 +69,6 @@ typedef struct run {
 
 int telemetry_app_init(app_t *app, char *err, size_t errlen)
 {
-    /* Every invocation thread (MHD pool + the per-batch device workers) would otherwise get
-     * its own glibc malloc arena; their fragmentation, not live data, is what grows the
-     * handler's RSS under load (measured in bench/event_trigger: 18.8 MiB peak with 8
-     * arenas, 17.3 with 2, 15.6 with 1, at the same throughput — the handler waits on storage,
-     * not on malloc). Process-wide, set before the server starts its threads; an explicit
-     * MALLOC_ARENA_MAX in the environment wins. */
-#ifdef M_ARENA_MAX
-    if (!getenv("MALLOC_ARENA_MAX")) (void)mallopt(M_ARENA_MAX, 1);
-#endif
     app->calib = calib_cache_new(app->cfg.calibration_cache_s, CACHE_MAX_DEVICES);
     app->etags = etag_cache_new(CACHE_MAX_DEVICES);
     if (!app->calib || !app->etags) {

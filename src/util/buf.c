@@ -56,6 +56,32 @@ int buf_printf(buf_t *b, const char *fmt, ...)
     return rc;
 }
 
+int buf_put_json_string(buf_t *b, const char *s)
+{
+    static const char hexd[] = "0123456789abcdef";
+    if (buf_reserve(b, strlen(s) + 2) != 0) return -1;
+    buf_putc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        const unsigned char *run = p; /* copy runs of plain bytes at once */
+        while (*p && *p >= 0x20 && *p != '"' && *p != '\\') p++;
+        if (p > run) buf_append(b, run, (size_t)(p - run));
+        if (!*p) break;
+        switch (*p) {
+        case '"': buf_append(b, "\\\"", 2); break;
+        case '\\': buf_append(b, "\\\\", 2); break;
+        case '\n': buf_append(b, "\\n", 2); break;
+        case '\r': buf_append(b, "\\r", 2); break;
+        case '\t': buf_append(b, "\\t", 2); break;
+        default: {
+            char esc[6] = {'\\', 'u', '0', '0', hexd[*p >> 4], hexd[*p & 15]};
+            buf_append(b, esc, sizeof esc);
+        }
+        }
+    }
+    buf_putc(b, '"');
+    return b->oom ? -1 : 0;
+}
+
 void buf_reset(buf_t *b)
 {
     b->len = 0;

@@ -29,6 +29,9 @@ int buf_putc(buf_t *b, char c);
 /* printf-style append. */
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(buf_t *b, const char *fmt, va_list ap);
+/* Append s as a JSON string literal, quotes included, escaping '"', '\\' and control
+ * characters (bytes >= 0x80 are copied as they are: the input is UTF-8). */
+int buf_put_json_string(buf_t *b, const char *s);
 /* Make sure at least n more bytes fit without reallocating. */
 int buf_reserve(buf_t *b, size_t n);
 /* Forget the contents but keep the memory. */

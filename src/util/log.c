@@ -119,6 +119,8 @@ char *log_redact(char *s)
 
 void log_msg(log_ctx_t *ctx, log_level_t level, const char *fmt, ...)
 {
+    /* Nothing to do for a line no sink wants: skip the formatting and redaction. */
+    if (level < current_level() && !(ctx && level >= LOG_INFO)) return;
     char stackbuf[512];
     char *line = stackbuf;
     va_list ap;

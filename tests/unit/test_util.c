@@ -7,8 +7,11 @@
 
 #include "util/buf.h"
 #include "util/config.h"
+#include "util/hmac.h"
 #include "util/log.h"
 
+#include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,6 +148,46 @@ static void test_buf(void **state)
     assert_null(b.data);
     free(s);
     buf_free(&b);
+
+    /* JSON string literals: what cJSON parses back must be the original text. */
+    const char *samples[] = {"plain", "", "q\"uote", "back\\slash", "nl\ncr\rtab\t", "\x01\x1f ctl",
+                             "caf\xc3\xa9 \xe2\x82\xac", "</script>"};
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        buf_t j = BUF_INIT;
+        assert_int_equal(buf_put_json_string(&j, samples[i]), 0);
+        cJSON *v = cJSON_Parse(j.data);
+        if (!cJSON_IsString(v)) fail_msg("'%s' is not a JSON string", j.data);
+        assert_string_equal(v->valuestring, samples[i]);
+        cJSON_Delete(v);
+        buf_free(&j);
+    }
+}
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+/* RFC 4231 test cases 1, 2 and 6 (a key longer than the block size). */
+static void test_hmac_sha256_rfc4231(void **state)
+{
+    (void)state;
+    unsigned char mac[HMAC_SHA256_LEN];
+    char h[65];
+    unsigned char key1[20];
+    memset(key1, 0x0b, sizeof key1);
+    assert_int_equal(hmac_sha256(key1, sizeof key1, "Hi There", 8, mac), 0);
+    hex(mac, sizeof mac, h);
+    assert_string_equal(h, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    assert_int_equal(hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28, mac), 0);
+    hex(mac, sizeof mac, h);
+    assert_string_equal(h, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    unsigned char key6[131];
+    memset(key6, 0xaa, sizeof key6);
+    const char *m6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+    assert_int_equal(hmac_sha256(key6, sizeof key6, m6, strlen(m6), mac), 0);
+    hex(mac, sizeof mac, h);
+    assert_string_equal(h, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
 }
 
 int main(void)
@@ -155,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_log_redaction),
         cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_hmac_sha256_rfc4231),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
