@@ -8,6 +8,7 @@
 #include "functions/functions.h"
 
 #include "azure/signalr_token.h"
+#include "util/buf.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -20,13 +21,14 @@
 /* Answer {"url":url,"accessToken":token} with 200. Returns 0, or -1 when out of memory. */
 static int reply_info(invocation_t *inv, const char *url, const char *token)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o || !cJSON_AddStringToObject(o, "url", url) || !cJSON_AddStringToObject(o, "accessToken", token)) {
-        cJSON_Delete(o);
-        return -1;
-    }
-    int rc = inv_http_json(inv, "res", 200, o);
-    cJSON_Delete(o);
+    buf_t body = BUF_INIT;
+    buf_puts(&body, "{\"url\":");
+    buf_put_json_string(&body, url);
+    buf_puts(&body, ",\"accessToken\":");
+    buf_put_json_string(&body, token);
+    buf_putc(&body, '}');
+    int rc = body.oom ? -1 : inv_http_response(inv, "res", 200, "application/json", body.data);
+    buf_free(&body);
     return rc;
 }
 
@@ -73,17 +75,10 @@ int negotiate_run(invocation_t *inv, app_t *app)
         return 0;
     }
 
-    const char *hub = app->cfg.signalr_hub && *app->cfg.signalr_hub ? app->cfg.signalr_hub : "Enviromon";
-    char url[1200], aud[1200];
-    if (sr_client_url(c, hub, url, sizeof url) != 0 || sr_client_audience(c, hub, aud, sizeof aud) != 0) {
-        if (inv_http_error(inv, "res", 500, "setting AzureSignalRConnectionString: the endpoint or hub name "
-                                            "is too long to build the client URL") != 0)
-            goto oom;
-        return 0;
-    }
-    char *token = sr_token_mint(c->access_key, strlen(c->access_key), aud, time(NULL) + FN_TOKEN_LIFETIME_S, user);
+    char *token = sr_token_mint(c->access_key, strlen(c->access_key), app->signalr_client_aud,
+                                time(NULL) + FN_TOKEN_LIFETIME_S, user);
     if (!token) goto oom;
-    int rc = reply_info(inv, url, token);
+    int rc = reply_info(inv, app->signalr_client_url, token);
     free(token);
     if (rc != 0) goto oom;
     return 0;

@@ -14,7 +14,41 @@ static void app_free_signalr(app_t *app)
 {
     if (app->signalr) sr_conn_free(app->signalr);
     free(app->signalr);
+    free(app->signalr_client_url);
+    free(app->signalr_client_aud);
     app->signalr = NULL;
+    app->signalr_client_url = app->signalr_client_aud = NULL;
+}
+
+/* Parse AzureSignalRConnectionString and derive the client URL and audience Negotiate hands
+ * out. On failure app->signalr stays NULL and app->signalr_error says why. */
+static void app_init_signalr(app_t *app)
+{
+    if (!app->cfg.signalr_connection || !*app->cfg.signalr_connection) {
+        snprintf(app->signalr_error, sizeof app->signalr_error, "the AzureSignalRConnectionString setting is not set");
+        return;
+    }
+    char serr[200], url[1200], aud[1200];
+    app->signalr = calloc(1, sizeof *app->signalr);
+    if (!app->signalr) {
+        snprintf(app->signalr_error, sizeof app->signalr_error, "out of memory");
+        return;
+    }
+    if (sr_conn_parse(app->cfg.signalr_connection, app->signalr, serr, sizeof serr) != 0) {
+        free(app->signalr);
+        app->signalr = NULL;
+        snprintf(app->signalr_error, sizeof app->signalr_error, "setting AzureSignalRConnectionString: %s", serr);
+        log_warn(NULL, "%s", app->signalr_error);
+        return;
+    }
+    if (sr_client_url(app->signalr, app->cfg.signalr_hub, url, sizeof url) != 0 ||
+        sr_client_audience(app->signalr, app->cfg.signalr_hub, aud, sizeof aud) != 0 ||
+        !(app->signalr_client_url = strdup(url)) || !(app->signalr_client_aud = strdup(aud))) {
+        app_free_signalr(app);
+        snprintf(app->signalr_error, sizeof app->signalr_error,
+                 "setting AzureSignalRConnectionString: the endpoint or hub name is too long to build the client URL");
+        log_warn(NULL, "%s", app->signalr_error);
+    }
 }
 
 int app_init(app_t *app, int require_port, char *err, size_t errlen)
@@ -44,20 +78,7 @@ int app_init(app_t *app, int require_port, char *err, size_t errlen)
     }
     /* Parsed once here; a malformed string is reported by the functions that need it (Negotiate
      * answers 500 naming the setting), so it does not stop EventTrigger from running. */
-    if (app->cfg.signalr_connection && *app->cfg.signalr_connection) {
-        app->signalr = calloc(1, sizeof *app->signalr);
-        char serr[200];
-        if (!app->signalr) {
-            snprintf(app->signalr_error, sizeof app->signalr_error, "out of memory");
-        } else if (sr_conn_parse(app->cfg.signalr_connection, app->signalr, serr, sizeof serr) != 0) {
-            free(app->signalr);
-            app->signalr = NULL;
-            snprintf(app->signalr_error, sizeof app->signalr_error, "setting AzureSignalRConnectionString: %s", serr);
-            log_warn(NULL, "%s", app->signalr_error);
-        }
-    } else {
-        snprintf(app->signalr_error, sizeof app->signalr_error, "the AzureSignalRConnectionString setting is not set");
-    }
+    app_init_signalr(app);
     if (telemetry_app_init(app, err, errlen) != 0) {
         app_free_signalr(app);
         table_client_free(app->tables);

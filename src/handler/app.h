@@ -20,6 +20,8 @@ typedef struct app {
     char                  tables_error[256]; /* why tables is NULL (no secret in it) */
     struct sr_conn       *signalr;    /* parsed AzureSignalRConnectionString, or NULL */
     char                  signalr_error[256]; /* why signalr is NULL (no secret in it) */
+    char                 *signalr_client_url; /* {endpoint}/client/?hub={hub}, when signalr is set */
+    char                 *signalr_client_aud; /* its token audience (no port) */
     struct calib_cache   *calib;      /* EventTrigger calibration cache (may be NULL) */
     struct etag_cache    *etags;      /* EventTrigger device ETag/state cache (may be NULL) */
 } app_t;
