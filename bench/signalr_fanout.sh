@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# signalr_fanout.sh — `make bench` entry for the local SignalR Service fan-out benchmark
+# (bench/signalr_fanout.mjs: 1,000 SSE clients, broadcasts at rising rates). See
+# docs/benchmarks.md, "SignalR".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x ./devhost ] || { echo "signalr_fanout.sh: no ./devhost (run make)" >&2; exit 2; }
+exec node bench/signalr_fanout.mjs "$@"
