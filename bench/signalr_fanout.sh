@@ -4,5 +4,5 @@
 # docs/benchmarks.md, "SignalR".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x ./devhost ] || { echo "signalr_fanout.sh: no ./devhost (run make)" >&2; exit 2; }
+[ -x "${DEVHOST_BIN:-build/release/devhost}" ] || { echo "signalr_fanout.sh: no devhost binary (run make)" >&2; exit 2; }
 exec node bench/signalr_fanout.mjs "$@"
