@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,18 @@ end:
     return *p ? -1 : n;
 }
 
+/* A sequence number from a decoded JSON number: only a finite integer in int64 range is one
+ * (casting anything else to int64_t is undefined; on x86 it gives INT64_MIN, which would make
+ * the event look like a replay and drop it). */
+static int seq_from_number(const cJSON *x, int64_t *out)
+{
+    if (!cJSON_IsNumber(x)) return 0;
+    double d = x->valuedouble;
+    if (!isfinite(d) || d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
+
 /* Metadata[name] unwrapped into a copy kept in b->keep (NULL when absent). */
 static const cJSON *meta(tele_batch_t *b, const cJSON *metadata, const char *name)
 {
@@ -276,7 +289,7 @@ int tele_batch_decode(tele_batch_t *b, const cJSON *events, const cJSON *metadat
         const cJSON *sarr = cJSON_IsArray(sa) ? sa : NULL;
         cJSON_ArrayForEach(x, sarr) {
             if (i >= n) break;
-            if (cJSON_IsNumber(x)) { seqs[i] = (int64_t)x->valuedouble; seq_has[i] = 1; }
+            if (seq_from_number(x, &seqs[i])) seq_has[i] = 1;
             i++;
         }
     }
@@ -294,7 +307,7 @@ int tele_batch_decode(tele_batch_t *b, const cJSON *events, const cJSON *metadat
         else if (sp) {
             const cJSON *s = cJSON_GetObjectItemCaseSensitive(sp, "SequenceNumber");
             if (!s) s = cJSON_GetObjectItemCaseSensitive(sp, "x-opt-sequence-number");
-            if (cJSON_IsNumber(s)) { e->has_seq = 1; e->seq = (int64_t)s->valuedouble; }
+            if (seq_from_number(s, &e->seq)) e->has_seq = 1;
         }
         const cJSON *t = t_it;
         const char *ts = cJSON_IsString(t) ? t->valuestring : NULL;

@@ -406,6 +406,37 @@ static void test_batch_decoded_forms_and_errors(void **state)
     cJSON_Delete(num);
 }
 
+/* Decoded sequence numbers that are not int64 integers (1e999 parses as +inf, 1e30, 2.5) are
+ * no sequence numbers: never cast (undefined; INT64_MIN on x86, which made the event a
+ * "replay" and dropped it). */
+static void test_batch_bad_decoded_sequence_numbers(void **state)
+{
+    (void)state;
+    tele_batch_t b;
+    char err[256];
+    cJSON *ev = cJSON_Parse("[{\"deviceId\":\"x\"},{\"deviceId\":\"x\"},{\"deviceId\":\"x\"},{\"deviceId\":\"x\"},"
+                            "{\"deviceId\":\"x\"}]");
+    cJSON *meta = cJSON_Parse("{\"SequenceNumberArray\":[1e999,1e30,2.5,-1e999,42],"
+                              "\"PartitionContext\":{\"PartitionId\":\"1\"}}");
+    assert_int_equal(tele_batch_decode(&b, ev, meta, err, sizeof err), 0);
+    assert_int_equal(b.n, 5);
+    for (int i = 0; i < 4; i++) assert_false(b.ev[i].has_seq);
+    assert_true(b.ev[4].has_seq);
+    assert_true(b.ev[4].seq == 42);
+    tele_batch_free(&b);
+    cJSON_Delete(meta);
+    /* the same through SystemPropertiesArray[i].SequenceNumber */
+    meta = cJSON_Parse("{\"SystemPropertiesArray\":[{\"SequenceNumber\":1e999},{\"SequenceNumber\":-1e300},"
+                       "{\"x-opt-sequence-number\":0.5},{},{\"SequenceNumber\":7}]}");
+    assert_int_equal(tele_batch_decode(&b, ev, meta, err, sizeof err), 0);
+    for (int i = 0; i < 4; i++) assert_false(b.ev[i].has_seq);
+    assert_true(b.ev[4].has_seq);
+    assert_true(b.ev[4].seq == 7);
+    tele_batch_free(&b);
+    cJSON_Delete(meta);
+    cJSON_Delete(ev);
+}
+
 static void test_time_and_int_array(void **state)
 {
     (void)state;
@@ -605,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_device_id_rules),
         cmocka_unit_test(test_batch_wire_form),
         cmocka_unit_test(test_batch_decoded_forms_and_errors),
+        cmocka_unit_test(test_batch_bad_decoded_sequence_numbers),
         cmocka_unit_test(test_time_and_int_array),
         cmocka_unit_test(test_fold_apply_replay_stream),
         cmocka_unit_test(test_row_round_trip),
