@@ -248,6 +248,10 @@ int tele_batch_decode(tele_batch_t *b, const cJSON *events, const cJSON *metadat
     tele_stream_id(ns, hub, pid, b->stream);
     snprintf(b->stream_desc, sizeof b->stream_desc, "%.80s/%.60s/%.20s", ns ? ns : "?",
              hub ? hub : "?", pid ? pid : "?");
+    /* Sequence numbers are only comparable within one partition: without its id they would be
+     * compared across partitions and an event could be mistaken for a replay. Treat them as
+     * absent instead (the events are applied; see event_trigger.h). */
+    b->seq_usable = pid != NULL && *pid != '\0';
 
     if (n == 0) return 0;
     b->ev = calloc(n, sizeof *b->ev);
@@ -303,7 +307,8 @@ int tele_batch_decode(tele_batch_t *b, const cJSON *events, const cJSON *metadat
         e->next = -1;
         const cJSON *sp = cJSON_IsObject(sp_it) ? sp_it : NULL;
         /* metadata */
-        if (seq_has[i]) { e->has_seq = 1; e->seq = seqs[i]; }
+        if (!b->seq_usable) { /* no partition id: see above */ }
+        else if (seq_has[i]) { e->has_seq = 1; e->seq = seqs[i]; }
         else if (sp) {
             const cJSON *s = cJSON_GetObjectItemCaseSensitive(sp, "SequenceNumber");
             if (!s) s = cJSON_GetObjectItemCaseSensitive(sp, "x-opt-sequence-number");

@@ -47,6 +47,7 @@ typedef struct tele_batch {
     tele_event_t  *ev;
     char           stream[17];      /* stream identity hash (hex) */
     char           stream_desc[200];/* "namespace/eventhub/partition" for logs */
+    int            seq_usable;      /* PartitionContext named the partition: sequence numbers count */
     struct cJSON  *keep;            /* decoded metadata kept alive for borrowed pointers */
 } tele_batch_t;
 

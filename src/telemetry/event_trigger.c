@@ -461,9 +461,11 @@ int event_trigger_run(invocation_t *inv, app_t *app)
 
     int rc = -1, rejected = 0, spoofed = 0;
     devmap_t *index = devmap_new(sizeof(size_t));
-    r.devs = calloc(b.n ? b.n : 1, sizeof *r.devs);
-    r.jobs = calloc(b.n ? b.n : 1, sizeof *r.jobs);
-    if (!index || !r.devs || !r.jobs) {
+    /* Per-device state grows with the devices found, not with the events: a batch of a
+     * million tiny events from 20 devices needs 20 slots. */
+    size_t dev_cap = b.n < 64 ? (b.n ? b.n : 1) : 64;
+    r.devs = calloc(dev_cap, sizeof *r.devs);
+    if (!index || !r.devs) {
         inv_fail(inv, 503, "out of memory for a batch of %zu events; the batch will be retried", b.n);
         goto out;
     }
@@ -498,6 +500,16 @@ int event_trigger_run(invocation_t *inv, app_t *app)
             continue;
         }
         size_t di = r.ndev;
+        if (r.ndev == dev_cap) {
+            dev_work_t *grown = realloc(r.devs, 2 * dev_cap * sizeof *r.devs);
+            if (!grown) {
+                inv_fail(inv, 503, "out of memory grouping the batch by device; the batch will be retried");
+                goto out;
+            }
+            memset(grown + dev_cap, 0, dev_cap * sizeof *grown);
+            r.devs = grown;
+            dev_cap *= 2;
+        }
         if (!devmap_put(index, e->device_id, &di)) {
             inv_fail(inv, 503, "out of memory grouping the batch by device; the batch will be retried");
             goto out;
@@ -505,6 +517,12 @@ int event_trigger_run(invocation_t *inv, app_t *app)
         dev_work_t *d = &r.devs[r.ndev++];
         d->id = e->device_id;
         d->first = d->last = (int)i;
+    }
+
+    r.jobs = calloc(r.ndev ? r.ndev : 1, sizeof *r.jobs);
+    if (!r.jobs) {
+        inv_fail(inv, 503, "out of memory for a batch of %zu devices; the batch will be retried", r.ndev);
+        goto out;
     }
 
     /* calibration and current rows: caches first, storage for the misses (in parallel) */

@@ -11,8 +11,9 @@
  * exhausted → the invocation fails with 503 so the host's retry policy re-delivers the batch;
  * devices already written are then skipped by sequence number (Stream + LastSeq columns).
  * A replayed batch changes nothing and pushes nothing (no newMessage for an unchanged row).
- * Events without a sequence number (not from the Event Hubs trigger) cannot be recognised as
- * replays and are always applied. An accepted event without an enqueued time counts as seen
+ * Events without a sequence number (not from the Event Hubs trigger), and every event of a
+ * batch whose PartitionContext names no partition (sequence numbers restart per partition, so
+ * they could not be compared), cannot be recognised as replays and are always applied. An accepted event without an enqueued time counts as seen
  * now. Bad events are logged (the first 50 per batch in detail, then a count), counted and
  * skipped; they never fail the batch. One summary line per batch: events, devices, accepted,
  * invalid, rejected, replayed, spoofed, conflicts_retried, rows_written, failed_devices,

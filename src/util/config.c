@@ -145,7 +145,6 @@ int config_load_from(config_t *cfg, const char *(*lookup)(const char *, void *),
 
     cfg->signalr_connection = get_str(&l, "AzureSignalRConnectionString", NULL);
     cfg->signalr_hub = get_str(&l, "SignalRHub", "Enviromon");
-    cfg->iothub_event_hub_name = get_str(&l, "IoTHubEventHubName", NULL);
 
     if (l.failed) { config_free(cfg); return -1; }
     return 0;
@@ -164,6 +163,5 @@ void config_free(config_t *cfg)
     free(cfg->calibration_table);
     free(cfg->signalr_connection);
     free(cfg->signalr_hub);
-    free(cfg->iothub_event_hub_name);
     memset(cfg, 0, sizeof *cfg);
 }

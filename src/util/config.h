@@ -34,8 +34,6 @@ typedef struct config {
     /* SignalR */
     char  *signalr_connection;    /* AzureSignalRConnectionString; may be NULL */
     char  *signalr_hub;           /* SignalRHub, default "Enviromon" */
-    /* IoT Hub (informational: the host uses it; the handler names the stream with it) */
-    char  *iothub_event_hub_name; /* IoTHubEventHubName; may be NULL */
 } config_t;
 
 /* Parse the environment into cfg. require_port: whether FUNCTIONS_CUSTOMHANDLER_PORT must be

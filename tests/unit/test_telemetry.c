@@ -427,11 +427,43 @@ static void test_batch_bad_decoded_sequence_numbers(void **state)
     cJSON_Delete(meta);
     /* the same through SystemPropertiesArray[i].SequenceNumber */
     meta = cJSON_Parse("{\"SystemPropertiesArray\":[{\"SequenceNumber\":1e999},{\"SequenceNumber\":-1e300},"
-                       "{\"x-opt-sequence-number\":0.5},{},{\"SequenceNumber\":7}]}");
+                       "{\"x-opt-sequence-number\":0.5},{},{\"SequenceNumber\":7}],"
+                       "\"PartitionContext\":{\"PartitionId\":\"1\"}}");
     assert_int_equal(tele_batch_decode(&b, ev, meta, err, sizeof err), 0);
     for (int i = 0; i < 4; i++) assert_false(b.ev[i].has_seq);
     assert_true(b.ev[4].has_seq);
     assert_true(b.ev[4].seq == 7);
+    tele_batch_free(&b);
+    cJSON_Delete(meta);
+    cJSON_Delete(ev);
+}
+
+/* Without PartitionContext.PartitionId the numbers cannot be compared (they restart in every
+ * partition): none is used, so no event can be mistaken for a replay. */
+static void test_batch_without_partition_has_no_sequence(void **state)
+{
+    (void)state;
+    tele_batch_t b;
+    char err[256];
+    cJSON *ev = cJSON_Parse("[{\"deviceId\":\"x\"},{\"deviceId\":\"x\"}]");
+    const char *metas[] = {
+        "{\"SequenceNumberArray\":\"[5,6]\"}",
+        "{\"SequenceNumberArray\":\"[5,6]\",\"PartitionContext\":{\"EventHubName\":\"hub\"}}",
+        "{\"SequenceNumberArray\":\"[5,6]\",\"PartitionContext\":{\"PartitionId\":\"\"}}",
+    };
+    for (size_t m = 0; m < sizeof metas / sizeof metas[0]; m++) {
+        cJSON *meta = cJSON_Parse(metas[m]);
+        assert_int_equal(tele_batch_decode(&b, ev, meta, err, sizeof err), 0);
+        assert_int_equal(b.n, 2);
+        assert_false(b.ev[0].has_seq);
+        assert_false(b.ev[1].has_seq);
+        tele_batch_free(&b);
+        cJSON_Delete(meta);
+    }
+    cJSON *meta = cJSON_Parse("{\"SequenceNumberArray\":\"[5,6]\",\"PartitionContext\":{\"PartitionId\":\"3\"}}");
+    assert_int_equal(tele_batch_decode(&b, ev, meta, err, sizeof err), 0);
+    assert_true(b.ev[0].has_seq && b.ev[0].seq == 5);
+    assert_true(b.ev[1].has_seq && b.ev[1].seq == 6);
     tele_batch_free(&b);
     cJSON_Delete(meta);
     cJSON_Delete(ev);
@@ -637,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_batch_wire_form),
         cmocka_unit_test(test_batch_decoded_forms_and_errors),
         cmocka_unit_test(test_batch_bad_decoded_sequence_numbers),
+        cmocka_unit_test(test_batch_without_partition_has_no_sequence),
         cmocka_unit_test(test_time_and_int_array),
         cmocka_unit_test(test_fold_apply_replay_stream),
         cmocka_unit_test(test_row_round_trip),
