@@ -1,5 +1,6 @@
 /* normalise.c — field aliases and strict numeric parsing for telemetry (see normalise.h). */
 #include "telemetry/normalise.h"
+#include "util/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -103,6 +104,10 @@ static void text_field(const cJSON *msg, tele_reading_t *r, const char *const *n
             char why[64];
             snprintf(why, sizeof why, "longer than %d bytes", TELE_TEXT_MAX);
             invalid(r, names[0], why);
+            return;
+        }
+        if (!utf8_valid(v->valuestring, n)) {
+            invalid(r, names[0], "not valid UTF-8");
             return;
         }
         *dst = v->valuestring;

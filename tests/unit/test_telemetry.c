@@ -125,6 +125,31 @@ static void test_long_text_rejected(void **state)
     cJSON_Delete(m);
 }
 
+/* Text that is not UTF-8 would be stored one way (storage substitutes U+FFFD) and pushed
+ * another: the reading is invalid instead, with a reason. */
+static void test_invalid_utf8_text_rejected(void **state)
+{
+    (void)state;
+    const char *fields[] = {"geo", "messageId"};
+    for (size_t i = 0; i < 2; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, fields[i], "ab\xff\xfe");
+        cJSON_AddNumberToObject(m, "temperature", 20);
+        tele_reading_t r;
+        tele_normalise(m, &r);
+        assert_true(r.invalid);
+        assert_non_null(strstr(r.reason, "UTF-8"));
+        cJSON_Delete(m);
+    }
+    cJSON *ok = cJSON_CreateObject();
+    cJSON_AddStringToObject(ok, "geo", "S\xc3\xa3o Paulo");
+    tele_reading_t r;
+    tele_normalise(ok, &r);
+    assert_false(r.invalid);
+    assert_string_equal(r.geo, "S\xc3\xa3o Paulo");
+    cJSON_Delete(ok);
+}
+
 static void test_not_an_object(void **state)
 {
     (void)state;
@@ -669,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_batch_wire_form),
         cmocka_unit_test(test_batch_decoded_forms_and_errors),
         cmocka_unit_test(test_batch_bad_decoded_sequence_numbers),
+        cmocka_unit_test(test_invalid_utf8_text_rejected),
         cmocka_unit_test(test_batch_without_partition_has_no_sequence),
         cmocka_unit_test(test_time_and_int_array),
         cmocka_unit_test(test_fold_apply_replay_stream),

@@ -9,6 +9,7 @@
 #include "util/config.h"
 #include "util/hmac.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -190,6 +191,19 @@ static void test_hmac_sha256_rfc4231(void **state)
     assert_string_equal(h, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
 }
 
+static void test_utf8_valid(void **state)
+{
+    (void)state;
+    const char *good[] = {"", "ascii", "caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (!utf8_valid(good[i], strlen(good[i]))) fail_msg("good sample %zu refused", i);
+    const char *bad[] = {"\xff", "ab\xfe", "\xc3", "\xc0\xaf" /* overlong '/' */, "\xe0\x80\xaf",
+                         "\xed\xa0\x80" /* surrogate */, "\xf4\x90\x80\x80" /* > U+10FFFF */,
+                         "\xe2\x82", "\x80", "\xf8\x88\x80\x80\x80"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (utf8_valid(bad[i], strlen(bad[i]))) fail_msg("bad sample %zu accepted", i);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_log_redaction),
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_hmac_sha256_rfc4231),
+        cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
