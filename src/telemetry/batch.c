@@ -254,6 +254,11 @@ int tele_batch_decode(tele_batch_t *b, const cJSON *events, const cJSON *metadat
     b->seq_usable = pid != NULL && *pid != '\0';
 
     if (n == 0) return 0;
+    if (n > TELE_MAX_EVENTS) {
+        snprintf(err, errlen, "Data.events holds %zu events; at most %d are accepted per invocation "
+                 "(the Event Hubs trigger sends at most host.json's maxEventBatchSize)", n, TELE_MAX_EVENTS);
+        return -1;
+    }
     b->ev = calloc(n, sizeof *b->ev);
     if (!b->ev) { snprintf(err, errlen, "out of memory for %zu events", n); return -1; }
     b->n = n;

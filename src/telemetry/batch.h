@@ -25,6 +25,10 @@
 struct cJSON;
 
 #define TELE_TIME_LEN 29    /* "YYYY-MM-DDTHH:MM:SS.fffffffZ" + NUL */
+/* Most events one invocation accepts. The host sends at most maxEventBatchSize (100 in
+ * host.json; Event Hubs allows a few thousand), so a larger "batch" is not from the trigger;
+ * refusing it keeps a hostile 8 MiB body of tiny events from costing gigabytes. */
+#define TELE_MAX_EVENTS 100000
 
 typedef struct tele_event {
     struct cJSON  *owned;           /* parsed body owned by the batch, or NULL */
@@ -53,8 +57,8 @@ typedef struct tele_batch {
 
 /* Decode. events: Data.events in any of its forms (NULL = empty batch). metadata: the
  * invocation's Metadata object (may be NULL). Returns 0, or -1 only when out of memory or
- * when events is neither an array nor a string holding one nor a single object (err says
- * which). */
+ * when events is neither an array nor a string holding one nor a single object, or holds more
+ * than TELE_MAX_EVENTS events (err says which). */
 int  tele_batch_decode(tele_batch_t *b, const struct cJSON *events, const struct cJSON *metadata,
                        char *err, size_t errlen);
 void tele_batch_free(tele_batch_t *b);

@@ -463,6 +463,25 @@ static void test_batch_bad_decoded_sequence_numbers(void **state)
     cJSON_Delete(ev);
 }
 
+/* More events than any trigger batch: refused with a message, nothing allocated per event. */
+static void test_batch_too_many_events(void **state)
+{
+    (void)state;
+    cJSON *ev = cJSON_CreateArray();
+    for (int i = 0; i <= TELE_MAX_EVENTS; i++) cJSON_AddItemToArray(ev, cJSON_CreateObject());
+    tele_batch_t b;
+    char err[256];
+    assert_int_equal(tele_batch_decode(&b, ev, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "at most"));
+    assert_null(b.ev);
+    tele_batch_free(&b);
+    cJSON_DeleteItemFromArray(ev, 0); /* exactly the limit is fine */
+    assert_int_equal(tele_batch_decode(&b, ev, NULL, err, sizeof err), 0);
+    assert_int_equal((int)b.n, TELE_MAX_EVENTS);
+    tele_batch_free(&b);
+    cJSON_Delete(ev);
+}
+
 /* Without PartitionContext.PartitionId the numbers cannot be compared (they restart in every
  * partition): none is used, so no event can be mistaken for a replay. */
 static void test_batch_without_partition_has_no_sequence(void **state)
@@ -696,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_batch_bad_decoded_sequence_numbers),
         cmocka_unit_test(test_invalid_utf8_text_rejected),
         cmocka_unit_test(test_batch_without_partition_has_no_sequence),
+        cmocka_unit_test(test_batch_too_many_events),
         cmocka_unit_test(test_time_and_int_array),
         cmocka_unit_test(test_fold_apply_replay_stream),
         cmocka_unit_test(test_row_round_trip),
