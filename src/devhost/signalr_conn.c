@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "devhost/signalr_ws.h"
 #include "util/log.h"
 
 int64_t sr_now_ms(void)
@@ -98,6 +99,7 @@ static void wake_locked(sr_client_t *c)
         c->parked = NULL;
         MHD_resume_connection(m);
     }
+    if (c->ws) sr_ws_notify(c->ws);
 }
 
 void sr_client_wake(sr_client_t *c)

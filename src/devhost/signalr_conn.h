@@ -1,9 +1,10 @@
 /* signalr_conn.h — one SignalR client connection of the local SignalR Service.
  *
  * Owns: the per-connection state (ids, hub, user, handshake), its bounded outgoing queue of
- * whole JSON hub-protocol records, and the two transports that drain it: Server-Sent Events
+ * whole JSON hub-protocol records, and two of the transports that drain it: Server-Sent Events
  * (an MHD callback response that parks itself with MHD_suspend_connection while the queue is
  * empty) and Long Polling (a poll request parked until data arrives or the poll times out).
+ * The third, WebSockets, lives in signalr_ws.c; waking a connection notifies its socket.
  * Records are queued before any transport attaches (reference §4.10: the handshake POST may
  * beat the SSE GET), and a client that falls further behind than its queue bound is closed
  * so that it never delays others. Every field below is protected by `lock` unless marked
@@ -24,7 +25,9 @@ struct MHD_Connection;
 #define SR_HUB_MAX  128    /* longest hub name accepted */
 #define SR_RS       '\x1e' /* JSON hub protocol record separator */
 
-typedef enum { SR_TRANSPORT_NONE = 0, SR_TRANSPORT_SSE, SR_TRANSPORT_LP } sr_transport_t;
+typedef enum { SR_TRANSPORT_NONE = 0, SR_TRANSPORT_SSE, SR_TRANSPORT_LP, SR_TRANSPORT_WS } sr_transport_t;
+
+struct sr_ws_conn;
 typedef enum { SR_CLIENT_NEGOTIATED = 0, SR_CLIENT_CONNECTED, SR_CLIENT_CLOSING } sr_client_state_t;
 
 typedef struct sr_client {
@@ -39,10 +42,11 @@ typedef struct sr_client {
     sr_client_state_t state;
     size_t         max_queue;           /* bound on queued + staged bytes */
     buf_t          queue;               /* whole records (each ends with 0x1E) not yet handed out */
-    buf_t          stage;               /* SSE: framed bytes being written */
+    buf_t          stage;               /* SSE/WebSockets: framed bytes being written */
     size_t         stage_off;
     struct MHD_Connection *parked;      /* suspended MHD connection waiting for data, or NULL */
-    int            stream_open;         /* an SSE stream is attached */
+    struct sr_ws_conn *ws;              /* WebSocket being served by the WebSocket thread, or NULL */
+    int            stream_open;         /* an SSE stream or a WebSocket is attached */
     int            poll_open;           /* a long poll is in flight */
     int            post_open;           /* a send POST is in flight */
     unsigned       poll_gen;            /* bumped when a poll is superseded */
@@ -83,7 +87,8 @@ int sr_client_enqueue(sr_client_t *c, const char *rec, size_t len);
 void sr_client_close(sr_client_t *c, const char *reason, int close_msg, const char *error,
                      int allow_reconnect);
 
-/* Resume the parked MHD connection, if any (new data, timeout, closing). */
+/* Resume the parked MHD connection, if any, or notify the WebSocket thread (new data,
+ * timeout, closing). */
 void sr_client_wake(sr_client_t *c);
 
 /* Process the body of a client→server POST (one or more records). Handles the handshake

@@ -21,17 +21,20 @@
 #include "azure/signalr_token.h"
 #include "devhost/signalr_conn.h"
 #include "devhost/signalr_hub.h"
+#include "devhost/signalr_ws.h"
 #include "util/buf.h"
 #include "util/log.h"
 
 #define SR_MAX_EXCLUDED 1024
 #define SR_CLOSE_GRACE_MS 5000
 #define SR_STATS_EVERY_MS 10000
+#define SR_WS_CLOSE_GRACE_MS 2500
 
 struct sr_service {
     struct MHD_Daemon *d;
     sr_conn_t          cs;
     sr_registry_t     *reg;
+    sr_ws_server_t    *ws;
     sr_service_opts_t  o;
     int                port;
     pthread_t          hk;
@@ -44,7 +47,7 @@ struct sr_service {
     unsigned long long rest_msgs, deliveries, stat_rest_logged, stat_del_logged;
 };
 
-typedef enum { RQ_PLAIN = 0, RQ_SSE, RQ_LP, RQ_LP_PARKED } rq_kind_t;
+typedef enum { RQ_PLAIN = 0, RQ_SSE, RQ_LP, RQ_LP_PARKED, RQ_WS } rq_kind_t;
 
 typedef struct req {
     rq_kind_t            kind;
@@ -511,9 +514,11 @@ static enum MHD_Result handle_negotiate(sr_service_t *s, struct MHD_Connection *
         return respond(mc, MHD_HTTP_SERVICE_UNAVAILABLE,
                        rc == -2 ? "server is shutting down" : "out of memory");
     }
-    /* Advertise only what is implemented; Text is what the JSON hub protocol needs. */
+    /* Advertise only what is implemented, WebSockets first as Azure does; Text is what the
+     * JSON hub protocol needs (a Binary-format client is refused at its handshake). */
     cJSON *j = cJSON_CreateObject();
-    cJSON *ts = cJSON_Parse("[{\"transport\":\"ServerSentEvents\",\"transferFormats\":[\"Text\"]},"
+    cJSON *ts = cJSON_Parse("[{\"transport\":\"WebSockets\",\"transferFormats\":[\"Text\",\"Binary\"]},"
+                            "{\"transport\":\"ServerSentEvents\",\"transferFormats\":[\"Text\"]},"
                             "{\"transport\":\"LongPolling\",\"transferFormats\":[\"Text\"]}]");
     char *out = NULL;
     if (j && ts && cJSON_AddStringToObject(j, "connectionId", c->id) &&
@@ -591,6 +596,10 @@ static enum MHD_Result lp_poll(sr_service_t *s, req_t *rq, struct MHD_Connection
             pthread_mutex_unlock(&c->lock);
             return respond(mc, MHD_HTTP_BAD_REQUEST, "connection uses Server-Sent Events, not long polling");
         }
+        if (c->transport == SR_TRANSPORT_WS) {
+            pthread_mutex_unlock(&c->lock);
+            return respond(mc, MHD_HTTP_CONFLICT, "connection uses WebSockets, not long polling");
+        }
         c->transport = SR_TRANSPORT_LP;
         c->last_seen_ms = now;
         if (c->parked) { /* a newer poll supersedes a held one: that one answers empty */
@@ -629,6 +638,101 @@ static enum MHD_Result lp_poll(sr_service_t *s, req_t *rq, struct MHD_Connection
     return respond(mc, closed ? MHD_HTTP_NO_CONTENT : MHD_HTTP_OK, "");
 }
 
+/* 1 when the comma-separated header value list contains token (ASCII case ignored). */
+static int has_token(const char *list, const char *token)
+{
+    size_t tl = strlen(token);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+        size_t n = strcspn(p, ",");
+        size_t e = n;
+        while (e > 0 && (p[e - 1] == ' ' || p[e - 1] == '\t')) e--;
+        if (e == tl && strncasecmp(p, token, tl) == 0) return 1;
+        p += n;
+    }
+    return 0;
+}
+
+/* libmicrohttpd hands over the upgraded socket: give it and the connection to the
+ * WebSocket thread. req_cls is the request's req_t (freed only at the connection's end). */
+static void on_upgrade(void *cls, struct MHD_Connection *mc, void *req_cls, const char *extra,
+                       size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+    (void)mc;
+    sr_service_t *s = cls;
+    req_t *rq = req_cls;
+    sr_client_t *c = rq ? rq->client : NULL;
+    if (!c) {
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        return;
+    }
+    rq->client = NULL; /* the WebSocket thread holds its own reference from here on */
+    if (sr_ws_server_attach(s->ws, c, sock, urh, extra, extra_len) != 0) {
+        pthread_mutex_lock(&c->lock);
+        c->stream_open = 0;
+        pthread_mutex_unlock(&c->lock);
+        sr_client_close(c, "WebSocket could not be served (shutting down or out of memory)", 0, NULL, 0);
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+    } else {
+        log_debug(NULL, "signalr: connection %s attached a WebSocket", c->id);
+    }
+    sr_client_unref(c);
+}
+
+/* WebSocket opening handshake (RFC 6455 §4.2) on GET /client/?id=... */
+static enum MHD_Result start_ws(sr_service_t *s, req_t *rq, struct MHD_Connection *mc)
+{
+    (void)s;
+    sr_client_t *c = rq->client;
+    const char *conn = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
+    const char *ver = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Sec-WebSocket-Version");
+    const char *key = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Sec-WebSocket-Key");
+    char accept[29];
+    if (!conn || !has_token(conn, "upgrade"))
+        return respond(mc, MHD_HTTP_BAD_REQUEST, "WebSocket request without 'Connection: Upgrade'");
+    if (!ver || strcmp(ver, "13") != 0) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            strlen("only WebSocket version 13 is supported"),
+            (void *)"only WebSocket version 13 is supported", MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        MHD_add_response_header(r, "Sec-WebSocket-Version", "13");
+        add_common_headers(mc, r);
+        enum MHD_Result ret = MHD_queue_response(mc, MHD_HTTP_UPGRADE_REQUIRED, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    if (sr_ws_accept_key(key, accept) != 0)
+        return respond(mc, MHD_HTTP_BAD_REQUEST,
+                       "invalid Sec-WebSocket-Key (must be base64 of 16 bytes)");
+    pthread_mutex_lock(&c->lock);
+    if (c->state == SR_CLIENT_CLOSING) {
+        pthread_mutex_unlock(&c->lock);
+        return respond(mc, MHD_HTTP_NOT_FOUND, "connection is closed");
+    }
+    if (c->transport != SR_TRANSPORT_NONE) {
+        pthread_mutex_unlock(&c->lock);
+        return respond(mc, MHD_HTTP_CONFLICT, "connection already has a transport attached");
+    }
+    c->transport = SR_TRANSPORT_WS;
+    c->stream_open = 1; /* until the WebSocket thread lets go of the socket */
+    c->last_seen_ms = sr_now_ms();
+    pthread_mutex_unlock(&c->lock);
+    rq->kind = RQ_WS;
+    struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, s);
+    if (!r) {
+        pthread_mutex_lock(&c->lock);
+        c->stream_open = 0;
+        pthread_mutex_unlock(&c->lock);
+        sr_client_close(c, "out of memory", 0, NULL, 0);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_UPGRADE, "websocket");
+    MHD_add_response_header(r, "Sec-WebSocket-Accept", accept);
+    enum MHD_Result ret = MHD_queue_response(mc, MHD_HTTP_SWITCHING_PROTOCOLS, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result handle_transport(sr_service_t *s, req_t *rq, struct MHD_Connection *mc,
                                         const char *method)
 {
@@ -639,6 +743,8 @@ static enum MHD_Result handle_transport(sr_service_t *s, req_t *rq, struct MHD_C
     sr_client_t *c = rq->client;
 
     if (strcmp(method, "GET") == 0) {
+        const char *up = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
+        if (up && has_token(up, "websocket")) return start_ws(s, rq, mc);
         const char *accept = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
         if (accept && strstr(accept, "text/event-stream")) return start_sse(rq, mc);
         return lp_poll(s, rq, mc, 0);
@@ -658,7 +764,8 @@ static enum MHD_Result handle_transport(sr_service_t *s, req_t *rq, struct MHD_C
                 sr_client_close(c, "out of memory", 1, "Server out of memory.", 0);
             } else {
                 log_info(NULL, "signalr: connection %s connected (hub %s, %s, %s)", c->id, c->hub,
-                         c->transport == SR_TRANSPORT_LP ? "LongPolling" : "ServerSentEvents",
+                         c->transport == SR_TRANSPORT_LP ? "LongPolling"
+                         : c->transport == SR_TRANSPORT_WS ? "WebSockets" : "ServerSentEvents",
                          c->user ? "with user id" : "anonymous");
             }
         }
@@ -689,9 +796,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
             char *end;
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
-            if (errno || end == cl || v > s->o.max_body_bytes)
+            if (errno || end == cl || v / 64 > s->o.max_body_bytes)
                 return respond_fmt(mc, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than %zu bytes",
                                    s->o.max_body_bytes);
+            /* Moderately too large: read and drop the body, then answer 413 (answering before
+             * it is read makes the close reset the connection, and clients see no answer). */
+            if (v > s->o.max_body_bytes) rq->too_large = 1;
         }
         return MHD_YES;
     }
@@ -746,12 +856,17 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         if (rq->kind == RQ_SSE) {
             c->stream_open = 0;
             stream_ended = c->state != SR_CLIENT_CLOSING;
+        } else if (rq->kind == RQ_WS && !c->ws) { /* the upgrade never happened */
+            c->stream_open = 0;
+            stream_ended = 1;
         } else if ((rq->kind == RQ_LP || rq->kind == RQ_LP_PARKED) && rq->poll_gen == c->poll_gen) {
             c->poll_open = 0;
             c->last_seen_ms = sr_now_ms();
         }
         pthread_mutex_unlock(&c->lock);
-        if (stream_ended) sr_client_close(c, "event stream closed by the client", 0, NULL, 0);
+        if (stream_ended)
+            sr_client_close(c, rq->kind == RQ_WS ? "WebSocket upgrade did not complete"
+                                                 : "event stream closed by the client", 0, NULL, 0);
         sr_client_unref(c);
     }
     buf_free(&rq->body);
@@ -797,7 +912,7 @@ static void housekeep_once(sr_service_t *s, int64_t now)
             reason = c->transport == SR_TRANSPORT_NONE ? "no transport connected in time"
                                                        : "no handshake in time";
             if (c->transport != SR_TRANSPORT_NONE) act |= HK_CLOSE_MSG;
-        } else if (c->transport == SR_TRANSPORT_SSE) {
+        } else if (c->transport == SR_TRANSPORT_SSE || c->transport == SR_TRANSPORT_WS) {
             if (c->state == SR_CLIENT_CONNECTED && now - c->last_ping_ms >= s->o.ping_interval_ms) {
                 c->last_ping_ms = now;
                 act |= HK_PING;
@@ -917,12 +1032,14 @@ sr_service_t *sr_service_start(const sr_service_opts_t *o, char *err, size_t err
     }
     s->reg = sr_registry_new();
     if (!s->reg) { snprintf(err, errlen, "out of memory"); goto fail; }
+    s->ws = sr_ws_server_start(s->reg, s->o.max_body_bytes, SR_WS_CLOSE_GRACE_MS, err, errlen);
+    if (!s->ws) goto fail;
 
     struct sockaddr_in a4;
     struct sockaddr_in6 a6;
     struct sockaddr *sa;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     const char *host = strcmp(s->o.host, "localhost") == 0 ? "127.0.0.1" : s->o.host;
     memset(&a4, 0, sizeof a4);
     memset(&a6, 0, sizeof a6);
@@ -966,12 +1083,13 @@ sr_service_t *sr_service_start(const sr_service_opts_t *o, char *err, size_t err
     }
     s->hk_started = 1;
     log_info(NULL, "signalr: local SignalR Service listening on http://%s:%d (audience host %s,"
-             " transports ServerSentEvents and LongPolling, up to %u connections)",
+             " transports WebSockets, ServerSentEvents and LongPolling, up to %u connections)",
              s->o.host, s->port, s->cs.host, limit);
     return s;
 fail:
     sr_conn_free(&s->cs);
 fail_nocs:
+    sr_ws_server_free(s->ws);
     sr_registry_free(s->reg);
     pthread_mutex_destroy(&s->hk_lock);
     pthread_cond_destroy(&s->hk_cond);
@@ -1014,6 +1132,8 @@ void sr_service_stop(sr_service_t *s)
     pthread_cond_broadcast(&s->hk_cond);
     pthread_mutex_unlock(&s->hk_lock);
     if (s->hk_started) pthread_join(s->hk, NULL);
+    /* Hand every remaining upgraded socket back to MHD (it closes them) before it stops. */
+    sr_ws_server_stop(s->ws);
     /* MHD requires every suspended connection to be resumed before it stops. */
     n = sr_registry_snapshot(s->reg, &all);
     for (size_t i = 0; i < n; i++) {
@@ -1022,6 +1142,7 @@ void sr_service_stop(sr_service_t *s)
     }
     free(all);
     MHD_stop_daemon(s->d);
+    sr_ws_server_free(s->ws);
     sr_registry_free(s->reg);
     sr_conn_free(&s->cs);
     pthread_mutex_destroy(&s->hk_lock);

@@ -3,10 +3,11 @@
  * Owns: the HTTP server (libmicrohttpd, internal epoll thread(s), suspend/resume instead of a
  * thread per connection), routing, HS256 Bearer authentication of every request, the
  * serverless REST API (v1 and 2022-06-01: broadcast, user, group and connection sends, group
- * membership, health), client negotiate (versions 0 and 1, transports ServerSentEvents and
- * LongPolling), and the housekeeping thread (pings, poll timeouts, handshake timeouts,
- * removal of closed connections, periodic send counts). Connections live in signalr_conn.c,
- * hubs/users/groups in signalr_hub.c. Facts: shared/reference/signalr-protocol.md. */
+ * membership, health), client negotiate (versions 0 and 1, transports WebSockets,
+ * ServerSentEvents and LongPolling; upgraded WebSockets are handed to signalr_ws.c), and the
+ * housekeeping thread (pings, poll timeouts, handshake timeouts, removal of closed
+ * connections, periodic send counts). Connections live in signalr_conn.c, hubs/users/groups
+ * in signalr_hub.c. Facts: shared/reference/signalr-protocol.md. */
 #ifndef ENVIROMON_SIGNALR_SERVICE_H
 #define ENVIROMON_SIGNALR_SERVICE_H
 
@@ -19,12 +20,13 @@ typedef struct sr_service_opts {
     const char *connection_string;  /* required; its AccessKey verifies tokens, its Port is the port */
     const char *host;               /* listen address, default "127.0.0.1" (IPv4 or IPv6 literal, or "localhost") */
     int         port;               /* 0: the connection string's port */
-    int         ping_interval_ms;   /* keep-alive pings on SSE, default 15000 */
+    int         ping_interval_ms;   /* keep-alive pings on WebSockets and SSE, default 15000 */
     int         poll_timeout_ms;    /* a held long poll answers empty after this, default 90000 */
     int         handshake_timeout_ms; /* negotiated connections must handshake within, default 15000 */
     int         lp_idle_timeout_ms; /* long-polling client without a poll for this long is closed, default 30000 */
     size_t      max_queue_bytes;    /* per-connection bound on undelivered bytes, default 1 MiB */
-    size_t      max_body_bytes;     /* REST and client POST bodies, default 1 MiB (larger → 413) */
+    size_t      max_body_bytes;     /* REST and client POST bodies (larger → 413) and client
+                                     * WebSocket messages (larger → close 1009), default 1 MiB */
     unsigned    threads;            /* MHD polling threads, default 2 */
     unsigned    max_connections;    /* 0: derived from RLIMIT_NOFILE */
 } sr_service_opts_t;

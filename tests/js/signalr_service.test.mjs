@@ -1,6 +1,6 @@
 // Local SignalR Service (`devhost signalr`) with the real @microsoft/signalr client:
 // REST auth and validation, negotiate auth, broadcast/user/group/connection delivery over
-// Server-Sent Events and Long Polling through a {url, accessToken} redirect.
+// WebSockets, Server-Sent Events and Long Polling through a {url, accessToken} redirect.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -81,7 +81,7 @@ describe('client negotiate', () => {
   const url = (q = '&negotiateVersion=1') => `http://127.0.0.1:${svc.port}/client/negotiate?hub=${HUB}${q}`;
   const post = (tok, q) => fetch(url(q), { method: 'POST', headers: tok ? { Authorization: `Bearer ${tok}` } : {} });
 
-  test('version 1 answer with a connection token; SSE and LP only', async () => {
+  test('version 1 answer with a connection token; WebSockets first, then SSE and LP', async () => {
     const res = await post(token(clientAud()));
     assert.equal(res.status, 200);
     const j = await res.json();
@@ -89,7 +89,11 @@ describe('client negotiate', () => {
     assert.match(j.connectionId, /^[A-Za-z0-9_-]{22}$/);
     assert.match(j.connectionToken, /^[A-Za-z0-9_-]{22}$/);
     assert.notEqual(j.connectionId, j.connectionToken);
-    assert.deepEqual(j.availableTransports.map((t) => t.transport), ['ServerSentEvents', 'LongPolling']);
+    assert.deepEqual(j.availableTransports, [
+      { transport: 'WebSockets', transferFormats: ['Text', 'Binary'] },
+      { transport: 'ServerSentEvents', transferFormats: ['Text'] },
+      { transport: 'LongPolling', transferFormats: ['Text'] },
+    ]);
     assert.ok(!('useStatefulReconnect' in j));
   });
 
@@ -132,7 +136,7 @@ describe('client negotiate', () => {
   });
 });
 
-for (const [tname, transport] of [['ServerSentEvents', T.ServerSentEvents], ['LongPolling', T.LongPolling]]) {
+for (const [tname, transport] of [['WebSockets', T.WebSockets], ['ServerSentEvents', T.ServerSentEvents], ['LongPolling', T.LongPolling]]) {
   describe(`delivery over ${tname}`, () => {
     test('broadcast, user, group and connection sends reach exactly their targets, in order', async () => {
       const alice = makeClient(app.port, { transport, user: 'alice' });
@@ -140,7 +144,11 @@ for (const [tname, transport] of [['ServerSentEvents', T.ServerSentEvents], ['Lo
       const anon = makeClient(app.port, { transport });
       await Promise.all([alice.conn.start(), bob.conn.start(), anon.conn.start()]);
       try {
-        for (const c of [alice, bob, anon]) assert.equal(c.conn.state, 'Connected');
+        for (const c of [alice, bob, anon]) {
+          assert.equal(c.conn.state, 'Connected');
+          // the transport asked for is the one in use (WebSockets is advertised first)
+          assert.equal(c.conn.connection.transport.constructor.name, `${tname === 'WebSockets' ? 'WebSocket' : tname}Transport`);
+        }
         const marker = async (n) => {
           assert.equal((await broadcast(svc.port, 'newMessage', [{ marker: n }])).status, 202);
           await waitFor(() => [alice, bob, anon].every((c) => c.got.some((m) => m?.marker === n)), 10000, `marker ${n}`);

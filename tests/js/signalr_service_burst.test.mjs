@@ -1,5 +1,6 @@
-// Local SignalR Service under a burst: 200 real clients (Server-Sent Events and Long Polling
-// mixed: every 20th client long-polls) each receive all 1,000 broadcast messages, in order, none lost.
+// Local SignalR Service under a burst: 200 real clients (WebSockets, Server-Sent Events and Long
+// Polling mixed: every 20th client long-polls, half of the others use WebSockets) each receive
+// all 1,000 broadcast messages, in order, none lost.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDevhost, startNegotiateApp, makeClient, HUB, T, token, waitFor } from './signalr_service_helpers.mjs';
@@ -14,7 +15,7 @@ test(`${CLIENTS} clients each receive all ${MESSAGES} messages of a burst, in or
   const clients = [];
   try {
     for (let i = 0; i < CLIENTS; i++) {
-      clients.push(makeClient(app.port, { transport: i % 20 === 19 ? T.LongPolling : T.ServerSentEvents }));
+      clients.push(makeClient(app.port, { transport: i % 20 === 19 ? T.LongPolling : i % 2 ? T.ServerSentEvents : T.WebSockets }));
     }
     // connect in waves so that the negotiate app and the service see realistic concurrency
     for (let i = 0; i < CLIENTS; i += 50) await Promise.all(clients.slice(i, i + 50).map((c) => c.conn.start()));

@@ -109,7 +109,7 @@ test('pings keep a client with a short server timeout connected; without them it
   }
 });
 
-for (const [tname, transport] of [['ServerSentEvents', T.ServerSentEvents], ['LongPolling', T.LongPolling]]) {
+for (const [tname, transport] of [['WebSockets', T.WebSockets], ['ServerSentEvents', T.ServerSentEvents], ['LongPolling', T.LongPolling]]) {
   test(`automatic reconnect after the service restarts on the same port (${tname})`, async () => {
     let svc = await startDevhost({ args: ['--ping-interval-ms', '500'] });
     const port = svc.port;
@@ -121,6 +121,7 @@ for (const [tname, transport] of [['ServerSentEvents', T.ServerSentEvents], ['Lo
     c.conn.onreconnected(() => { reconnected++; });
     try {
       await c.conn.start();
+      assert.equal(c.conn.connection.transport.constructor.name, `${tname === 'WebSockets' ? 'WebSocket' : tname}Transport`);
       const firstId = c.conn.connectionId;
       assert.equal((await broadcast(port, 'newMessage', ['before'])).status, 202);
       await waitFor(() => c.got.includes('before'), 5000, 'message before restart');
@@ -132,6 +133,7 @@ for (const [tname, transport] of [['ServerSentEvents', T.ServerSentEvents], ['Lo
       assert.notEqual(c.conn.connectionId, firstId);
       assert.equal((await broadcast(port, 'newMessage', ['after'])).status, 202);
       await waitFor(() => c.got.includes('after'), 5000, 'message after restart');
+      assert.equal(c.conn.connection.transport.constructor.name, `${tname === 'WebSockets' ? 'WebSocket' : tname}Transport`);
     } finally {
       await c.conn.stop();
       await app.close();

@@ -1,5 +1,6 @@
 /* Unit tests for the local SignalR Service internals: audience matching, hub names, client
- * queues and handshake (signalr_conn), registry fan-out and groups (signalr_hub). */
+ * queues and handshake (signalr_conn), registry fan-out and groups (signalr_hub), WebSocket
+ * framing (signalr_ws). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include "devhost/signalr_conn.h"
 #include "devhost/signalr_hub.h"
 #include "devhost/signalr_service.h"
+#include "devhost/signalr_ws.h"
 
 static const char *args_lookup(void *arg, const char *name)
 {
@@ -180,6 +182,178 @@ static void test_registry_fanout(void **st)
     sr_registry_free(r);
 }
 
+/* One masked client frame into out; returns its length. */
+static size_t mkframe(unsigned char *out, int fin, unsigned op, const void *payload, size_t n, int mask)
+{
+    static const unsigned char key[4] = {0x37, 0xfa, 0x21, 0x3d};
+    size_t h = 0;
+    out[h++] = (unsigned char)((fin ? 0x80 : 0) | op);
+    unsigned char m = mask ? 0x80 : 0;
+    if (n < 126) out[h++] = (unsigned char)(m | n);
+    else if (n <= 0xffff) { out[h++] = m | 126; out[h++] = (unsigned char)(n >> 8); out[h++] = (unsigned char)n; }
+    else {
+        out[h++] = m | 127;
+        for (int i = 7; i >= 0; i--) out[h++] = (unsigned char)((uint64_t)n >> (8 * i));
+    }
+    if (mask) { memcpy(out + h, key, 4); h += 4; }
+    const unsigned char *p = payload;
+    for (size_t i = 0; i < n; i++) out[h + i] = mask ? p[i] ^ key[i & 3] : p[i];
+    return h + n;
+}
+
+static void test_ws_handshake_and_headers(void **st)
+{
+    (void)st;
+    char acc[29];
+    /* RFC 6455 §1.3 example */
+    assert_int_equal(sr_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", acc), 0);
+    assert_string_equal(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    assert_int_equal(sr_ws_accept_key(NULL, acc), -1);
+    assert_int_equal(sr_ws_accept_key("", acc), -1);
+    assert_int_equal(sr_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ", acc), -1);     /* no padding */
+    assert_int_equal(sr_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ=!", acc), -1);
+    assert_int_equal(sr_ws_accept_key("dGhlIHNhbXBsZSBub25jZSE=", acc), -1);  /* 17 bytes */
+    assert_int_equal(sr_ws_accept_key("!!!!!!!!!!!!!!!!!!!!!!==", acc), -1);
+
+    unsigned char h[10];
+    assert_int_equal(sr_ws_frame_header(SR_WS_OP_TEXT, 5, h), 2);
+    assert_int_equal(h[0], 0x81);
+    assert_int_equal(h[1], 5);
+    assert_int_equal(sr_ws_frame_header(SR_WS_OP_TEXT, 125, h), 2);
+    assert_int_equal(sr_ws_frame_header(SR_WS_OP_TEXT, 126, h), 4);
+    assert_int_equal(h[1], 126);
+    assert_int_equal((h[2] << 8) | h[3], 126);
+    assert_int_equal(sr_ws_frame_header(SR_WS_OP_CLOSE, 65535, h), 4);
+    assert_int_equal(h[0], 0x88);
+    assert_int_equal(sr_ws_frame_header(SR_WS_OP_TEXT, 65536, h), 10);
+    assert_int_equal(h[1], 127);
+    assert_int_equal(h[7], 1);
+    assert_int_equal(h[8], 0);
+    assert_int_equal(h[9], 0);
+
+    assert_true(sr_ws_utf8_valid((const unsigned char *)"plain", 5));
+    assert_true(sr_ws_utf8_valid((const unsigned char *)"\xc3\xa9\xe2\x86\x92\xf0\x9f\x98\x80", 9));
+    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xc3\x28", 2));
+    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xc0\xaf", 2));         /* overlong */
+    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xe2\x86", 2));         /* truncated */
+}
+
+static void test_ws_reader(void **st)
+{
+    (void)st;
+    sr_ws_reader_t r;
+    unsigned char buf[4096];
+    const unsigned char *d;
+    size_t n, len = 0;
+    unsigned code;
+
+    /* fragments with a ping in between, fed one byte at a time */
+    sr_ws_reader_init(&r, 1024);
+    len += mkframe(buf + len, 0, SR_WS_OP_TEXT, "{\"proto", 7, 1);
+    len += mkframe(buf + len, 1, SR_WS_OP_PING, "hi", 2, 1);
+    len += mkframe(buf + len, 0, SR_WS_OP_CONT, "col\":\"js", 8, 1);
+    len += mkframe(buf + len, 1, SR_WS_OP_CONT, "on\"}\x1e", 5, 1);
+    int got_ping = 0, got_text = 0;
+    for (size_t i = 0; i < len; i++) {
+        assert_int_equal(sr_ws_reader_feed(&r, buf + i, 1), 0);
+        sr_ws_event_t ev;
+        while ((ev = sr_ws_reader_next(&r, &d, &n, &code)) != SR_WS_EV_NONE) {
+            if (ev == SR_WS_EV_PING) {
+                assert_false(got_text);
+                assert_int_equal(n, 2);
+                assert_memory_equal(d, "hi", 2);
+                got_ping++;
+            } else {
+                assert_int_equal(ev, SR_WS_EV_TEXT);
+                assert_int_equal(n, 20);
+                assert_memory_equal(d, "{\"protocol\":\"json\"}\x1e", 20);
+                got_text++;
+            }
+        }
+    }
+    assert_int_equal(got_ping, 1);
+    assert_int_equal(got_text, 1);
+    /* close with a code and a reason; then a 16-bit and a 64-bit length in one feed */
+    len = mkframe(buf, 1, SR_WS_OP_CLOSE, "\x03\xe8" "bye", 5, 1);
+    sr_ws_reader_feed(&r, buf, len);
+    assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_CLOSE);
+    assert_int_equal(code, 1000);
+    assert_int_equal(n, 3);
+    assert_memory_equal(d, "bye", 3);
+    len = mkframe(buf, 1, SR_WS_OP_CLOSE, "", 0, 1);
+    sr_ws_reader_feed(&r, buf, len);
+    assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_CLOSE);
+    assert_int_equal(code, SR_WS_CLOSE_NO_STATUS);
+    sr_ws_reader_free(&r);
+
+    sr_ws_reader_init(&r, 100000);
+    static unsigned char big[70000 + 14], pl[70000];
+    memset(pl, 'a', sizeof pl);
+    len = mkframe(big, 1, SR_WS_OP_BINARY, pl, 300, 1);
+    len += mkframe(big + len, 1, SR_WS_OP_TEXT, pl, 66000, 1);
+    sr_ws_reader_feed(&r, big, len);
+    assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_BINARY);
+    assert_int_equal(n, 300);
+    assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_TEXT);
+    assert_int_equal(n, 66000);
+    assert_int_equal(d[65999], 'a');
+    assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_NONE);
+    sr_ws_reader_free(&r);
+
+    /* violations: each is reported once with its close code, then nothing more */
+    struct { int fin; unsigned op; const char *p; size_t n; int mask; unsigned rsv; unsigned want; } bad[] = {
+        {1, SR_WS_OP_TEXT, "x", 1, 0, 0, SR_WS_CLOSE_PROTOCOL},     /* unmasked */
+        {1, SR_WS_OP_TEXT, "x", 1, 1, 0x40, SR_WS_CLOSE_PROTOCOL},  /* RSV1 */
+        {1, SR_WS_OP_CONT, "x", 1, 1, 0, SR_WS_CLOSE_PROTOCOL},     /* orphan continuation */
+        {1, 0x3, "x", 1, 1, 0, SR_WS_CLOSE_PROTOCOL},               /* reserved data opcode */
+        {1, 0xB, "x", 1, 1, 0, SR_WS_CLOSE_PROTOCOL},               /* reserved control opcode */
+        {0, SR_WS_OP_PING, "x", 1, 1, 0, SR_WS_CLOSE_PROTOCOL},     /* fragmented control */
+        {1, SR_WS_OP_CLOSE, "\x03", 1, 1, 0, SR_WS_CLOSE_PROTOCOL}, /* 1-byte close */
+        {1, SR_WS_OP_CLOSE, "\x03\xed", 2, 1, 0, SR_WS_CLOSE_PROTOCOL}, /* code 1005 may not be sent */
+        {1, SR_WS_OP_TEXT, "\xff", 1, 1, 0, SR_WS_CLOSE_BAD_DATA},  /* not UTF-8 */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sr_ws_reader_init(&r, 1024);
+        len = mkframe(buf, bad[i].fin, bad[i].op, bad[i].p, bad[i].n, bad[i].mask);
+        buf[0] |= (unsigned char)bad[i].rsv;
+        sr_ws_reader_feed(&r, buf, len);
+        assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_ERROR);
+        assert_int_equal(code, bad[i].want);
+        assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_NONE);
+        sr_ws_reader_free(&r);
+    }
+    /* a ping payload over 125 bytes */
+    sr_ws_reader_init(&r, 1024);
+    len = mkframe(buf, 1, SR_WS_OP_PING, pl, 126, 1);
+    sr_ws_reader_feed(&r, buf, len);
+    assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_ERROR);
+    assert_int_equal(code, SR_WS_CLOSE_PROTOCOL);
+    sr_ws_reader_free(&r);
+    /* too big: refused from the header alone (8 bytes announce 2^40), and across fragments */
+    sr_ws_reader_init(&r, 1024);
+    unsigned char hdr[14] = {0x81, 0xff, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4};
+    sr_ws_reader_feed(&r, hdr, sizeof hdr);
+    assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_ERROR);
+    assert_int_equal(code, SR_WS_CLOSE_TOO_BIG);
+    sr_ws_reader_free(&r);
+    sr_ws_reader_init(&r, 1024);
+    len = mkframe(buf, 0, SR_WS_OP_TEXT, pl, 600, 1);
+    len += mkframe(buf + len, 1, SR_WS_OP_CONT, pl, 600, 1);
+    sr_ws_reader_feed(&r, buf, len);
+    assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_ERROR);
+    assert_int_equal(code, SR_WS_CLOSE_TOO_BIG);
+    sr_ws_reader_free(&r);
+    /* a length with the top bit set */
+    sr_ws_reader_init(&r, 1024);
+    unsigned char hdr2[14] = {0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4};
+    sr_ws_reader_feed(&r, hdr2, sizeof hdr2);
+    assert_int_equal(sr_ws_reader_next(&r, &d, &n, &code), SR_WS_EV_ERROR);
+    assert_int_equal(code, SR_WS_CLOSE_PROTOCOL);
+    sr_ws_reader_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +361,8 @@ int main(void)
         cmocka_unit_test(test_hub_names),
         cmocka_unit_test(test_client_queue_and_handshake),
         cmocka_unit_test(test_registry_fanout),
+        cmocka_unit_test(test_ws_handshake_and_headers),
+        cmocka_unit_test(test_ws_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
