@@ -568,15 +568,6 @@ static table_status_t with_conn(table_client_t *tc, table_conn_t **c, table_resu
     return TABLE_OK;
 }
 
-static int etag_ok(const char *e)
-{
-    size_t n = strlen(e);
-    if (n == 0 || n >= TABLE_ETAG_MAX) return 0;
-    for (const unsigned char *p = (const unsigned char *)e; *p; p++)
-        if (*p < 0x20 || *p == 0x7F) return 0;
-    return 1;
-}
-
 static void key_path(buf_t *b, const char *table, const char *pk, const char *rk)
 {
     breset(b);
@@ -718,7 +709,7 @@ static table_status_t write_entity(table_client_t *tc, const char *verb, const c
              strcmp(verb, "MERGE") == 0 ? "merge into" : "replace in", table);
     if (table_entity_keys(entity, &pk, &rk, why, sizeof(why)) != 0)
         return fail(res, TABLE_INVALID_ARG, "%s: %s", what, why);
-    if (if_match && !etag_ok(if_match))
+    if (if_match && !table_etag_ok(if_match))
         return fail(res, TABLE_INVALID_ARG, "%s: If-Match ETag is empty, too long or contains "
                     "control characters", what);
 
@@ -782,7 +773,7 @@ table_status_t table_delete_entity(table_client_t *tc, const char *table, const 
         return fail(res, TABLE_INVALID_ARG, "%s: invalid PartitionKey: %s", what, why);
     if (!table_key_valid(rk, why, sizeof(why)))
         return fail(res, TABLE_INVALID_ARG, "%s: invalid RowKey: %s", what, why);
-    if (if_match && !etag_ok(if_match))
+    if (if_match && !table_etag_ok(if_match))
         return fail(res, TABLE_INVALID_ARG, "%s: If-Match ETag is empty, too long or contains "
                     "control characters", what);
     table_conn_t *c;

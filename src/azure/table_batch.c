@@ -16,15 +16,6 @@
 #include "azure/table.h"
 #include "azure/table_internal.h"
 
-static int etag_ok(const char *e)
-{
-    size_t n = strlen(e);
-    if (n == 0 || n >= TABLE_ETAG_MAX) return 0;
-    for (const unsigned char *p = (const unsigned char *)e; *p; p++)
-        if (*p < 0x20 || *p == 0x7F) return 0;
-    return 1;
-}
-
 int table_batch_validate(const table_batch_op_t *ops, size_t n_ops, int *bad_index, char *err,
                          size_t errlen)
 {
@@ -54,7 +45,7 @@ int table_batch_validate(const table_batch_op_t *ops, size_t n_ops, int *bad_ind
             snprintf(err, errlen, "batch operation %zu: %s", i, why);
             goto fail;
         }
-        if (ops[i].if_match && !etag_ok(ops[i].if_match)) {
+        if (ops[i].if_match && !table_etag_ok(ops[i].if_match)) {
             snprintf(err, errlen, "batch operation %zu: If-Match ETag is empty, too long or "
                      "contains control characters", i);
             goto fail;

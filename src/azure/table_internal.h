@@ -40,6 +40,10 @@ int table_entity_print(buf_t *b, const struct cJSON *entity);
 int table_entity_keys(const struct cJSON *entity, const char **pk, const char **rk,
                       char *err, size_t errlen);
 
+/* Can e be sent as an If-Match value: non-empty, shorter than TABLE_ETAG_MAX, no control
+ * characters (it is copied into a header byte for byte)? 1 or 0. */
+int table_etag_ok(const char *e);
+
 /* ---- signing (table_auth.c) ------------------------------------------------------------ */
 
 /* Shared Key Lite: base64(HMAC-SHA256(key, date + "\n" + canonical_resource)). */

@@ -386,3 +386,12 @@ const char *table_get_string(const cJSON *entity, const char *name)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(entity, name);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
+
+int table_etag_ok(const char *e)
+{
+    size_t n = strlen(e);
+    if (n == 0 || n >= TABLE_ETAG_MAX) return 0;
+    for (const unsigned char *p = (const unsigned char *)e; *p; p++)
+        if (*p < 0x20 || *p == 0x7F) return 0; /* it goes into an If-Match header as it is */
+    return 1;
+}
