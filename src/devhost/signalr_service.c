@@ -544,27 +544,39 @@ static enum MHD_Result handle_negotiate(sr_service_t *s, struct MHD_Connection *
 
 /* ---- transports --------------------------------------------------------------------- */
 
+/* With c->lock held: may a streaming transport (SSE, WebSocket) attach to c? If not, unlock
+ * c, queue the refusal (404 closed, 409 already attached) into *ret and return 0. */
+static int stream_attach_allowed_locked(sr_client_t *c, struct MHD_Connection *mc, enum MHD_Result *ret)
+{
+    if (c->state != SR_CLIENT_CLOSING && c->transport == SR_TRANSPORT_NONE) return 1;
+    int closed = c->state == SR_CLIENT_CLOSING;
+    pthread_mutex_unlock(&c->lock);
+    *ret = closed ? respond(mc, MHD_HTTP_NOT_FOUND, "connection is closed")
+                  : respond(mc, MHD_HTTP_CONFLICT, "connection already has a transport attached");
+    return 0;
+}
+
+/* With c->lock held: c now streams over transport. */
+static void stream_attach_locked(sr_client_t *c, sr_transport_t transport)
+{
+    c->transport = transport;
+    c->stream_open = 1;
+    c->last_seen_ms = sr_now_ms();
+}
+
 static enum MHD_Result start_sse(req_t *rq, struct MHD_Connection *mc)
 {
     sr_client_t *c = rq->client;
     pthread_mutex_lock(&c->lock);
-    if (c->state == SR_CLIENT_CLOSING) {
-        pthread_mutex_unlock(&c->lock);
-        return respond(mc, MHD_HTTP_NOT_FOUND, "connection is closed");
-    }
-    if (c->transport != SR_TRANSPORT_NONE) {
-        pthread_mutex_unlock(&c->lock);
-        return respond(mc, MHD_HTTP_CONFLICT, "connection already has a transport attached");
-    }
+    enum MHD_Result refused;
+    if (!stream_attach_allowed_locked(c, mc, &refused)) return refused;
     /* Firefox fires onopen only once data arrives: a comment line first. Any records queued
      * before the stream attached (the handshake reply) follow right after it. */
     if (buf_puts(&c->stage, ":\r\n") != 0) {
         pthread_mutex_unlock(&c->lock);
         return respond(mc, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
     }
-    c->transport = SR_TRANSPORT_SSE;
-    c->stream_open = 1;
-    c->last_seen_ms = sr_now_ms();
+    stream_attach_locked(c, SR_TRANSPORT_SSE);
     pthread_mutex_unlock(&c->lock);
     rq->kind = RQ_SSE;
     rq->sse.client = c;
@@ -705,17 +717,9 @@ static enum MHD_Result start_ws(sr_service_t *s, req_t *rq, struct MHD_Connectio
         return respond(mc, MHD_HTTP_BAD_REQUEST,
                        "invalid Sec-WebSocket-Key (must be base64 of 16 bytes)");
     pthread_mutex_lock(&c->lock);
-    if (c->state == SR_CLIENT_CLOSING) {
-        pthread_mutex_unlock(&c->lock);
-        return respond(mc, MHD_HTTP_NOT_FOUND, "connection is closed");
-    }
-    if (c->transport != SR_TRANSPORT_NONE) {
-        pthread_mutex_unlock(&c->lock);
-        return respond(mc, MHD_HTTP_CONFLICT, "connection already has a transport attached");
-    }
-    c->transport = SR_TRANSPORT_WS;
-    c->stream_open = 1; /* until the WebSocket thread lets go of the socket */
-    c->last_seen_ms = sr_now_ms();
+    enum MHD_Result refused;
+    if (!stream_attach_allowed_locked(c, mc, &refused)) return refused;
+    stream_attach_locked(c, SR_TRANSPORT_WS); /* stream_open until the WebSocket thread lets go */
     pthread_mutex_unlock(&c->lock);
     rq->kind = RQ_WS;
     struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, s);
