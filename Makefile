@@ -86,6 +86,10 @@ valgrind: deps
 bench: deps all
 	@./bench/run.sh
 
+# The local services the app needs (Azurite, the local SignalR Service); see tools/run.sh.
+run: deps all
+	@./tools/run.sh
+
 clean:
 	rm -rf build handler devhost simulator
 
