@@ -32,7 +32,7 @@ TEST_SUPPORT := $(wildcard tests/lib/*.c)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TEST_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%) $(INTEG_SRCS:%.c=$(BUILD)/%) $(TOOL_SRCS:%.c=$(BUILD)/%)
 
-.PHONY: all deps test asan unit integration clean bench valgrind run
+.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run
 
 all: $(PROGRAMS)
 

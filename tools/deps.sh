@@ -8,17 +8,14 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   build-essential pkg-config
   libmicrohttpd-dev libcjson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
-  nodejs npm-or-node  # placeholder, resolved below
-  valgrind wrk curl ca-certificates procps
+  nodejs valgrind wrk curl ca-certificates procps
 )
-# nodejs from Debian ships npm separately; a nodesource nodejs already bundles it.
-APT_PACKAGES=("${APT_PACKAGES[@]/npm-or-node/}")
+# Debian's nodejs ships npm as a separate package; a nodesource nodejs already bundles it.
 if ! command -v npm >/dev/null 2>&1; then APT_PACKAGES+=(npm); fi
 if [ -n "${EXTRA_APT_PACKAGES:-}" ]; then read -r -a extra <<<"$EXTRA_APT_PACKAGES"; APT_PACKAGES+=("${extra[@]}"); fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-  [ -n "$p" ] || continue
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
   fi

@@ -16,13 +16,6 @@
  * twice, and the bound keeps hostile input from costing more than a few parses. */
 #define UNWRAP_MAX_DEPTH 8
 
-static cJSON *parse_whole(const char *s)
-{
-    const char *end = NULL;
-    cJSON *v = cJSON_ParseWithOpts(s, &end, 1);
-    return v;
-}
-
 cJSON *json_unwrap(const cJSON *v)
 {
     if (!v) return NULL;
@@ -34,7 +27,7 @@ cJSON *json_unwrap(const cJSON *v)
         if (!(*s == '{' || *s == '[' || *s == '"' || *s == '-' || (*s >= '0' && *s <= '9') ||
               strcmp(s, "true") == 0 || strcmp(s, "false") == 0 || strcmp(s, "null") == 0))
             break;
-        cJSON *inner = parse_whole(cur->valuestring);
+        cJSON *inner = cJSON_ParseWithOpts(cur->valuestring, NULL, 1); /* whole string only */
         if (!inner) break;
         cJSON_Delete(cur);
         cur = inner;

@@ -33,7 +33,6 @@ struct server {
 typedef struct request_state {
     buf_t  body;
     int    too_large;   /* the body passed max_body_bytes: drain it, then answer 413 */
-    int    counted;     /* counted in srv->inflight */
 } request_state_t;
 
 static MHD_Result_t send_json(struct MHD_Connection *conn, unsigned int status, char *body_owned)
@@ -154,7 +153,6 @@ static MHD_Result_t on_request(void *cls, struct MHD_Connection *conn, const cha
     if (!st) {
         st = calloc(1, sizeof *st);
         if (!st) return MHD_NO;
-        st->counted = 1;
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = st;
         /* One allocation for the whole body when its size is announced (and allowed). */
@@ -205,7 +203,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     server_t *srv = cls;
     request_state_t *st = *con_cls;
     if (!st) return;
-    if (st->counted) atomic_fetch_sub(&srv->inflight, 1);
+    atomic_fetch_sub(&srv->inflight, 1); /* every state was counted when it was made */
     buf_free(&st->body);
     free(st);
     *con_cls = NULL;

@@ -76,7 +76,7 @@ static char *mask_value(char *p, const char *stops)
     } else {
         memset(p, '*', vlen);
     }
-    return p + 3 > p + vlen ? p + vlen : p + 3;
+    return p + (vlen >= 3 ? 3 : vlen);
 }
 
 static int is_b64url(char c) { return isalnum((unsigned char)c) || c == '-' || c == '_'; }
