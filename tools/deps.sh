@@ -9,6 +9,10 @@ APT_PACKAGES=(
   build-essential pkg-config
   libmicrohttpd-dev libcjson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
   nodejs valgrind wrk curl ca-certificates procps
+  libmosquitto-dev mosquitto-clients   # simulator's MQTT client; mosquitto_pub as an independent peer
+  chromium                             # dashboard tests (driven by playwright-core)
+  clang libclang-rt-14-dev             # libFuzzer targets (make fuzz)
+  zip unzip debootstrap                # make package / make check-package
 )
 # Debian's nodejs ships npm as a separate package; a nodesource nodejs already bundles it.
 if ! command -v npm >/dev/null 2>&1; then APT_PACKAGES+=(npm); fi

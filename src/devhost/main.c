@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devhost/signalr_service.h"
+#include "devhost/signalr/signalr_service.h"
 #include "util/log.h"
 
 static void usage(FILE *f)

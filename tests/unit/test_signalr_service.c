@@ -11,10 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "devhost/signalr_conn.h"
-#include "devhost/signalr_hub.h"
-#include "devhost/signalr_service.h"
-#include "devhost/signalr_ws.h"
+#include "devhost/signalr/signalr_conn.h"
+#include "devhost/signalr/signalr_hub.h"
+#include "devhost/signalr/signalr_service.h"
+#include "devhost/signalr/signalr_ws.h"
 
 static const char *args_lookup(void *arg, const char *name)
 {

@@ -1,6 +1,6 @@
 /* signalr_service.c — HTTP front of the local SignalR Service: routing, auth, REST API,
  * negotiate, transports wiring and housekeeping (see signalr_service.h for what it owns). */
-#include "devhost/signalr_service.h"
+#include "devhost/signalr/signalr_service.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -19,9 +19,9 @@
 #include <time.h>
 
 #include "azure/signalr_token.h"
-#include "devhost/signalr_conn.h"
-#include "devhost/signalr_hub.h"
-#include "devhost/signalr_ws.h"
+#include "devhost/signalr/signalr_conn.h"
+#include "devhost/signalr/signalr_hub.h"
+#include "devhost/signalr/signalr_ws.h"
 #include "util/buf.h"
 #include "util/log.h"
 

@@ -3,7 +3,7 @@
  *
  * Lock order: registry lock, then a client's lock (sr_client_* calls). Nothing here is called
  * with a client lock held. */
-#include "devhost/signalr_hub.h"
+#include "devhost/signalr/signalr_hub.h"
 
 #include <ctype.h>
 #include <pthread.h>

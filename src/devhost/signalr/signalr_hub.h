@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "devhost/signalr_conn.h"
+#include "devhost/signalr/signalr_conn.h"
 
 typedef struct sr_registry sr_registry_t;
 

@@ -1,6 +1,6 @@
 /* signalr_conn.c — SignalR client connections: bounded queues, handshake, SSE and long
  * polling draining (see signalr_conn.h for what it owns and why). */
-#include "devhost/signalr_conn.h"
+#include "devhost/signalr/signalr_conn.h"
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "devhost/signalr_ws.h"
+#include "devhost/signalr/signalr_ws.h"
 #include "util/log.h"
 
 int64_t sr_now_ms(void)

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "devhost/signalr_conn.h"
+#include "devhost/signalr/signalr_conn.h"
 #include "util/buf.h"
 
 struct MHD_UpgradeResponseHandle;

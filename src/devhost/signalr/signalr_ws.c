@@ -5,7 +5,7 @@
  * in_ready/next_ready (the server's lock). The client's `ws` pointer, queue and stage are
  * under the client's lock; lock order is client lock, then the server's lock (sr_ws_notify),
  * and the thread never holds the server's lock while taking a client's. */
-#include "devhost/signalr_ws.h"
+#include "devhost/signalr/signalr_ws.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "devhost/signalr_hub.h"
+#include "devhost/signalr/signalr_hub.h"
 #include "util/log.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
