@@ -11,4 +11,9 @@
  * U+10FFFF), else 0. */
 int utf8_valid(const char *s, size_t n);
 
+/* The well-formed sequence at s[0..n) (n >= 1): its length (1..4), or minus the length of the
+ * ill-formed prefix that a decoder replaces with one U+FFFD (the Unicode "maximal subpart"
+ * rule, which .NET's Encoding.UTF8 follows). */
+long utf8_next(const char *s, size_t n);
+
 #endif
