@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devhost/iothub/device_cli.h"
 #include "devhost/signalr/signalr_service.h"
 #include "util/log.h"
 
@@ -20,7 +21,7 @@ static void usage(FILE *f)
             "                       [--ping-interval-ms N] [--poll-timeout-ms N]\n"
             "                       [--handshake-timeout-ms N] [--max-queue-bytes N] [--threads N]\n"
             "       devhost start            (not implemented yet)\n"
-            "       devhost device add NAME  (not implemented yet)\n"
+            "       devhost device add|list|show|remove|regenerate-key|token ...  (devhost device --help)\n"
             "\n"
             "signalr: the local Azure SignalR Service (serverless REST API + client endpoint).\n"
             "  The connection string comes from --connection-string, else AzureSignalRConnectionString,\n"
@@ -111,6 +112,7 @@ int main(int argc, char **argv)
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
     if (strcmp(cmd, "signalr") == 0) return run_signalr(argc - 2, argv + 2);
+    if (strcmp(cmd, "device") == 0) return iothub_device_cli(argc - 2, argv + 2);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;
