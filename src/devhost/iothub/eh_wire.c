@@ -57,9 +57,13 @@ int iothub_timespan_ms(const char *s, long *ms)
         }
         if (*p == '.') {
             p++;
-            int k = 0;
+            int k = 0, digits = 0;
             long f = 0;
-            while (isdigit((unsigned char)*p)) { if (k < 3) { f = f * 10 + (*p - '0'); k++; } p++; if (k > 7) return -1; }
+            while (isdigit((unsigned char)*p)) {
+                if (k < 3) { f = f * 10 + (*p - '0'); k++; }
+                p++;
+                if (++digits > 7) return -1;   /* TimeSpan fractions are at most 7 digits */
+            }
             if (k == 0) return -1;
             while (k < 3) { f *= 10; k++; }
             frac_ms = f;

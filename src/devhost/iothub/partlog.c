@@ -779,6 +779,9 @@ int iothub_plog_read(iothub_plog_reader_t *r, iothub_plog_rec_t *out, size_t max
             if (!is_last && next < pl->nsegs) {
                 seg_t s = pl->segs[next];
                 pthread_mutex_unlock(&pl->lock);
+                if (s.base_seq > r->next_seq && r->next_seq >= r->skip_until)
+                    log_warn(NULL, "iothub: partition %d: events %" PRId64 "..%" PRId64 " were compacted before this "
+                             "reader got to them", pl->partition, r->next_seq, s.base_seq - 1);
                 if (reader_open_segment(r, &s, err, errlen) != 0) return -1;
                 continue;
             }

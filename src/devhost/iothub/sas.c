@@ -210,10 +210,13 @@ long iothub_sas_url_encode(const char *s, int upper, char *out, size_t outlen)
             if (o + 1 >= outlen) return -1;
             out[o++] = (char)*p;
         } else {
+            /* Node's encodeUriComponentStrict writes !'()* with charCodeAt().toString(16):
+             * lowercase ("%2a"), unlike encodeURIComponent's uppercase */
+            const char *hx = upper && strchr("!'()*", *p) ? "0123456789abcdef" : hex;
             if (o + 3 >= outlen) return -1;
             out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
+            out[o++] = hx[*p >> 4];
+            out[o++] = hx[*p & 15];
         }
     }
     if (o >= outlen) return -1;

@@ -57,8 +57,9 @@ iothub_sas_status_t iothub_sas_check(const iothub_sas_t *t, const char *host, co
                                      const unsigned char *key, size_t key_len, time_t now,
                                      char *err, size_t errlen);
 
-/* Percent-encode s into out. upper != 0: Node's encodeURIComponentStrict (unreserved
- * A-Z a-z 0-9 - _ . ~, uppercase hex); upper == 0: the C SDK's URL_Encode (unreserved
+/* Percent-encode s into out. upper != 0: Node's encodeUriComponentStrict (unreserved
+ * A-Z a-z 0-9 - _ . ~, uppercase hex except for ! ' ( ) *, which it writes in lowercase);
+ * upper == 0: the C SDK's URL_Encode (unreserved
  * A-Z a-z 0-9 ! ( ) * - . _, lowercase hex). Returns the length, or -1 when it does not fit. */
 long iothub_sas_url_encode(const char *s, int upper, char *out, size_t outlen);
 
