@@ -133,7 +133,7 @@ static int setup(void **state)
     char dir[128], err[512];
     snprintf(dir, sizeof dir, "%s/iothub", g_dir);
     for (int i = 0; i < DEVICES; i++) {
-        char id[16];
+        char id[32];
         snprintf(id, sizeof id, "crash-%d", i);
         iothub_device_t d;
         if (iothub_registry_add(dir, id, &d, err, sizeof err) != IOTHUB_REG_OK) return -1;
