@@ -240,18 +240,20 @@ static void test_sigkill_loses_nothing_acknowledged(void **state)
             child_main();
         }
         close(fds[1]);
-        /* read acknowledgements as they come (a full pipe would stall the child) until a random
-         * moment after start-up (recovery) while writes are in flight, then SIGKILL */
+        /* read acknowledgements as they come (a full pipe would stall the child); once the first
+         * one arrived (start-up and recovery are over), SIGKILL at a random moment while writes
+         * are in flight */
         uint64_t acks = 0;
         struct timespec t0, now;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        long kill_at_ms = 150 + rand() % 400, elapsed = 0;
+        long kill_at_ms = 30000, elapsed = 0;   /* until the first ack: a generous start-up limit */
         uint32_t rec[2];
         for (int killed = 0;;) {
             if (!killed && elapsed >= kill_at_ms) {
                 assert_int_equal(kill(pid, SIGKILL), 0);
                 killed = 1;
             }
+            if (acks == 1 && kill_at_ms == 30000) kill_at_ms = elapsed + 50 + rand() % 400;
             struct pollfd pf = {fds[0], POLLIN, 0};
             int pr = poll(&pf, 1, killed ? 1000 : (int)(kill_at_ms - elapsed));
             if (pr > 0) {
