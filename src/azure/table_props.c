@@ -15,6 +15,7 @@
 
 #include "azure/table.h"
 #include "azure/table_internal.h"
+#include "util/base64.h"
 
 #define ANNOT_SUFFIX "@odata.type"
 #define PROP_NAME_MAX 255
@@ -26,39 +27,16 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a)
 
 /* ---- base64 / percent-encoding --------------------------------------------------------- */
 
-static int b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
 unsigned char *table_b64_decode(const char *in, size_t n, size_t *out_len)
 {
-    if (!in || !out_len || n == 0 || n % 4 != 0) return NULL;
-    size_t pad = 0;
-    if (in[n - 1] == '=') pad++;
-    if (in[n - 2] == '=') pad++;
+    if (!in || !out_len || n == 0) return NULL;
     unsigned char *out = malloc(n / 4 * 3 + 1);
-    if (!out) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        for (int j = 0; j < 4; j++) {
-            unsigned char c = (unsigned char)in[i + (size_t)j];
-            if (c == '=' && i + 4 == n && (size_t)j >= 4 - pad) v[j] = 0;
-            else if ((v[j] = b64_val(c)) < 0) { free(out); return NULL; }
-        }
-        unsigned int w = ((unsigned)v[0] << 18) | ((unsigned)v[1] << 12) | ((unsigned)v[2] << 6) |
-                         (unsigned)v[3];
-        out[o++] = (unsigned char)(w >> 16);
-        out[o++] = (unsigned char)(w >> 8);
-        out[o++] = (unsigned char)w;
+    long k = out ? base64_decode(in, n, out) : -1;
+    if (k < 0) {
+        free(out);
+        return NULL;
     }
-    *out_len = o - pad;
+    *out_len = (size_t)k;
     return out;
 }
 

@@ -31,6 +31,8 @@
 #include "devhost/iothub/message.h"
 #include "devhost/iothub/partlog.h"
 
+#include "test_tmpdir.h"
+
 #define DEVICES 8
 #define ROUNDS 6
 #define WINDOW 32
@@ -128,8 +130,7 @@ static void child_main(void)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/iothub-crash-XXXXXX");
-    if (!mkdtemp(g_dir)) return -1;
+    if (test_tmpdir(g_dir, sizeof g_dir, "iothub-crash") != 0) return -1;
     char dir[128], err[512];
     snprintf(dir, sizeof dir, "%s/iothub", g_dir);
     for (int i = 0; i < DEVICES; i++) {
@@ -148,9 +149,7 @@ static int teardown(void **state)
 {
     (void)state;
     for (int i = 0; i < DEVICES; i++) free(g_acked[i]);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmpdir_remove(g_dir);
 }
 
 /* Append garbage to the last segment of partition p: what a write torn by a power cut leaves. */

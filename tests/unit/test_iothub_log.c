@@ -25,21 +25,20 @@
 #include "devhost/iothub/sas.h"
 #include "util/base64.h"
 
+#include "test_tmpdir.h"
+
 static char g_dir[64];
 
 static int mk_dir(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/iothub-log-XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return test_tmpdir(g_dir, sizeof g_dir, "iothub-log");
 }
 
 static int rm_dir(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmpdir_remove(g_dir);
 }
 
 /* ---- partition log ----------------------------------------------------------------------- */

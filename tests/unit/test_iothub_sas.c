@@ -20,6 +20,8 @@
 #include "util/crc32c.h"
 #include "util/utf8.h"
 
+#include "test_tmpdir.h"
+
 #define KEY_B64 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="   /* "0123456789abcdef0123456789abcdef" */
 #define HOST "enviromon.azure-devices.net"
 #define SE 1700000000LL
@@ -291,8 +293,8 @@ static void test_registry_parse(void **state)
 static void test_registry_changes_and_live_view(void **state)
 {
     (void)state;
-    char tmpl[] = "/tmp/iothub-reg-XXXXXX";
-    assert_non_null(mkdtemp(tmpl));
+    char tmpl[64];
+    assert_int_equal(test_tmpdir(tmpl, sizeof tmpl, "iothub-reg"), 0);
     char dir[256], err[512];
     snprintf(dir, sizeof dir, "%s/iothub", tmpl);
     iothub_registry_t *live = iothub_registry_open(dir, err, sizeof err);   /* missing: empty */
@@ -343,9 +345,7 @@ static void test_registry_changes_and_live_view(void **state)
     assert_int_equal(iothub_registry_lookup(live, "dev2", &x), 0);
     assert_int_equal(iothub_registry_remove(dir, "dev2", err, sizeof err), IOTHUB_REG_NOT_FOUND);
     iothub_registry_close(live);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpl);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(test_tmpdir_remove(tmpl), 0);
 }
 
 static void test_message_codec(void **state)

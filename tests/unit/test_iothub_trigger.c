@@ -25,21 +25,20 @@
 #include "protocol/invocation.h"
 #include "telemetry/batch.h"
 
+#include "test_tmpdir.h"
+
 static char g_dir[64];
 
 static int mk_dir(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/iothub-eh-XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return test_tmpdir(g_dir, sizeof g_dir, "iothub-eh");
 }
 
 static int rm_dir(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_tmpdir_remove(g_dir);
 }
 
 static cJSON *parse(const char *s)
@@ -695,8 +694,8 @@ static void test_trigger_compaction(void **state)
     assert_int_equal(iothub_compact_now(h), 0);
     iothub_eh_stop(t2);
     char ck[300];
-    snprintf(ck, sizeof ck, "rm -rf %s/slow", iothub_checkpoint_root(h));
-    assert_int_equal(system(ck), 0);   /* removing a stale consumer group's checkpoints releases it */
+    snprintf(ck, sizeof ck, "%s/slow", iothub_checkpoint_root(h));
+    assert_int_equal(test_tmpdir_remove(ck), 0);   /* removing a stale consumer group's checkpoints releases it */
     assert_true(iothub_compact_now(h) > 0);
     iothub_stats(h, &st);
     assert_true(st.p[p].segments < before);

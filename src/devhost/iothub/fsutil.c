@@ -93,7 +93,8 @@ int iothub_fs_write_atomic(const char *path, const void *data, size_t len, mode_
     return iothub_fs_sync_dir(dir, err, errlen);
 }
 
-int iothub_fs_read(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen)
+int iothub_fs_read(const char *path, size_t max, char **out, size_t *len, struct stat *st_out,
+                   char *err, size_t errlen)
 {
     *out = NULL;
     *len = 0;
@@ -126,5 +127,6 @@ int iothub_fs_read(const char *path, size_t max, char **out, size_t *len, char *
     b[got] = '\0';
     *out = b;
     *len = got;
+    if (st_out) *st_out = st;
     return 0;
 }

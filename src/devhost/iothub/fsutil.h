@@ -19,9 +19,12 @@ int iothub_fs_sync_dir(const char *dir, char *err, size_t errlen);
 int iothub_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
                            char *err, size_t errlen);
 
-/* Read a whole file (at most max bytes) into a malloc'd NUL-terminated buffer. Returns 0,
- * 1 when the file does not exist (*out NULL), or -1 (err set). */
-int iothub_fs_read(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen);
+/* Read a whole file (at most max bytes) into a malloc'd NUL-terminated buffer; st (may be
+ * NULL) receives the fstat of the file read. Returns 0, 1 when the file does not exist (*out
+ * NULL), or -1 (err set). */
+struct stat;
+int iothub_fs_read(const char *path, size_t max, char **out, size_t *len, struct stat *st,
+                   char *err, size_t errlen);
 
 /* write(2) all of p[0..n) (retrying short writes and EINTR). Returns 0 or -1 (errno set). */
 int iothub_fs_write_all(int fd, const void *p, size_t n);

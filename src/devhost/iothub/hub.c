@@ -88,7 +88,7 @@ static int hub_meta(iothub_t *h, int want_partitions, char *err, size_t errlen)
     if (iothub_fs_mkdirs(pdir, 0700, err, errlen) != 0) return -1;
     char *text;
     size_t len;
-    int rc = iothub_fs_read(path, 65536, &text, &len, err, errlen);
+    int rc = iothub_fs_read(path, 65536, &text, &len, NULL, err, errlen);
     if (rc < 0) return -1;
     if (rc == 0) {
         cJSON *doc = cJSON_ParseWithLength(text, len);

@@ -208,32 +208,11 @@ static int load(const char *dir, iothub_device_t **devs, size_t *n, file_id_t *i
     *devs = NULL;
     *n = 0;
     if (id) memset(id, 0, sizeof *id);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) return 0;
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
+    char *b;
+    size_t got;
     struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size > (off_t)REG_MAX_BYTES) {
-        snprintf(err, errlen, "%s: cannot stat or larger than %u bytes", path, REG_MAX_BYTES);
-        close(fd);
-        return -1;
-    }
-    char *b = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (b && got < (size_t)st.st_size) {
-        ssize_t r = read(fd, b + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!b || got != (size_t)st.st_size) {
-        snprintf(err, errlen, "cannot read %s", path);
-        free(b);
-        return -1;
-    }
+    int rd = iothub_fs_read(path, REG_MAX_BYTES, &b, &got, &st, err, errlen);
+    if (rd != 0) return rd > 0 ? 0 : -1;   /* no file: no devices */
     char why[256];
     int rc = iothub_registry_parse(b, got, devs, n, why, sizeof why);
     OPENSSL_cleanse(b, got);
