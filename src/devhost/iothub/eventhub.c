@@ -254,7 +254,7 @@ static void *reader_main(void *arg)
         }
         b.n = 0;
         buf_reset(&b.data);
-        if (b.data.cap > (8u << 20)) buf_free(&b.data);
+        if (b.data.cap > (1u << 20)) buf_free(&b.data);   /* do not keep a burst's buffer (RSS) */
         if (gr == GROUP_STOPPED) break;
     }
     if (since_ck > 0) checkpoint(e);

@@ -573,7 +573,7 @@ static void commit_group(iothub_plog_t *pl, pend_t *list, size_t groups)
     }
     free(firsts);
     free(offs);
-    if (pl->wbuf.cap > (8u << 20)) buf_free(&pl->wbuf);   /* do not keep a burst's buffer */
+    if (pl->wbuf.cap > (1u << 20)) buf_free(&pl->wbuf);   /* do not keep a burst's buffer (RSS) */
 }
 
 static void *committer(void *arg)
