@@ -1,4 +1,4 @@
-# Enviromon build. `make` builds ./handler; `make test` installs dependencies, builds and
+# Enviromon build. `make` builds ./handler, ./devhost and the dashboard's vendor/ folder; `make test` installs dependencies, builds and
 # runs every test; `make asan` runs the same tests under AddressSanitizer + UBSan.
 #
 # Layout: every .c under src/ except the program entry points (src/*/main.c) goes into
@@ -32,9 +32,15 @@ TEST_SUPPORT := $(wildcard tests/lib/*.c)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TEST_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%) $(INTEG_SRCS:%.c=$(BUILD)/%) $(TOOL_SRCS:%.c=$(BUILD)/%)
 
+# The dashboard's browser libraries, copied from dashboard/node_modules (npm ci of
+# dashboard/package-lock.json, run by `make deps`) into dashboard/vendor/ (gitignored), so that
+# the page is plain static files: no bundler, no CDN.
+DASH_NPM    := dashboard/node_modules
+DASH_VENDOR := $(addprefix dashboard/vendor/,signalr.min.js signalr.min.js.map uPlot.iife.min.js uPlot.min.css)
+
 .PHONY: all deps test test-build test-build-asan asan clean bench valgrind run
 
-all: $(PROGRAMS)
+all: $(PROGRAMS) $(DASH_VENDOR)
 
 # Programs are built per variant and copied to the repository root for the release build
 # (host.json names ./handler).
@@ -44,6 +50,15 @@ devhost: $(BUILD)/devhost
 	cp $< $@
 simulator: $(BUILD)/simulator
 	cp $< $@
+
+dashboard/vendor/signalr%: $(DASH_NPM)/@microsoft/signalr/dist/browser/signalr%
+	@mkdir -p $(dir $@)
+	cp $< $@
+dashboard/vendor/uPlot%: $(DASH_NPM)/uplot/dist/uPlot%
+	@mkdir -p $(dir $@)
+	cp $< $@
+$(DASH_NPM)/%:
+	@echo "$@ is missing: run 'make deps' (npm ci in dashboard/)" >&2; exit 1
 
 $(BUILD)/%: $(BUILD)/src/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
@@ -65,7 +80,7 @@ deps:
 	@./tools/deps.sh
 
 # Build the test binaries and programs of one variant (release or asan).
-test-build: $(PROGRAMS) $(TEST_BINS)
+test-build: $(PROGRAMS) $(TEST_BINS) $(DASH_VENDOR)
 
 test: deps
 	@$(MAKE) --no-print-directory test-build
@@ -75,7 +90,7 @@ asan: deps
 	@$(MAKE) --no-print-directory VARIANT=asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-build-asan
 
-test-build-asan: $(TEST_BINS) $(PROGRAMS:%=$(BUILD)/%)
+test-build-asan: $(TEST_BINS) $(PROGRAMS:%=$(BUILD)/%) $(DASH_VENDOR)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ./tests/run.sh $(BUILD)
 
@@ -91,6 +106,6 @@ run: deps all
 	@./tools/run.sh
 
 clean:
-	rm -rf build handler devhost simulator
+	rm -rf build handler devhost simulator dashboard/vendor
 
 -include $(shell find build -name '*.d' 2>/dev/null)
