@@ -16,10 +16,18 @@ import * as fmt from './format.js';
 
 const PALETTE_LIGHT = ['#2f6fd0', '#e0672b', '#1f9d6b', '#c2417e', '#7a5bd6', '#b8860b', '#0f8fa8', '#d1423f', '#5d7a1f', '#8a5a44'];
 const PALETTE_DARK = ['#6ea8ff', '#ff9a5c', '#4fd1a1', '#f47fb5', '#a78bfa', '#f2c14e', '#45c7e0', '#ff7a77', '#a3c95a', '#d4a58a'];
-const RATE_WINDOW_MS = 5000;
+const RATE_SECONDS = 5;            // the messages/s figure averages this many whole seconds
+// DOM updates run in an animation frame, at most this often: ten refreshes a second read as
+// live, and a table re-laid out on every frame at hundreds of messages a second is not.
+const FRAME_MIN_MS = 100;
 const PREFS_KEY = 'enviromon.dashboard.v1';
 
 const $ = (id) => document.getElementById(id);
+
+/** Set an element's text only when it differs (an unchanged write still costs a layout). */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
 
 function loadPrefs() {
   try { return JSON.parse(localStorage.getItem(PREFS_KEY)) ?? {}; } catch { return {}; }
@@ -60,7 +68,7 @@ function main() {
   let charted = [];               // [{id, colour}]
   let chartedColour = new Map();
 
-  const table = new DeviceTable({ table: $('devices'), tbody: $('devices').tBodies[0], empty: $('empty') }, {
+  const table = new DeviceTable({ head: $('devices-head'), body: $('devices-body'), empty: $('empty') }, {
     store,
     staleMs: settings.staleMs,
     colorOf: (id) => chartedColour.get(id) ?? null,
@@ -70,7 +78,7 @@ function main() {
   const charts = new Charts({
     plots: [$('chart-temperature'), $('chart-humidity'), $('chart-pressure')],
     legend: $('legend'), hint: $('chart-hint'), time: $('legend-time'),
-  }, { uPlot: globalThis.uPlot, store, staleMs: settings.staleMs, loadedAt, onLegendClick: toggle });
+  }, { uPlot: globalThis.uPlot, store, staleMs: settings.staleMs, loadedAt, onLegendClick: unchart });
 
   function persist() {
     savePrefs({ selection: [...selection.keys()], sort: table.sort, window: charts.windowKey });
@@ -116,6 +124,14 @@ function main() {
     persist();
   }
 
+  /** Stop charting id (a legend click): with nothing picked, the others charted stay picked. */
+  function unchart(id) {
+    if (selection.size === 0) charted.forEach((d, slot) => { if (d.id !== id) selection.set(d.id, slot); });
+    else selection.delete(id);
+    updateCharted();
+    persist();
+  }
+
   let flashTimer = null;
   function flash(text) {
     const n = $('chart-note');
@@ -129,37 +145,57 @@ function main() {
   // --- frame batching -------------------------------------------------------------------
   const changed = new Set();
   let frameRequested = false;
+  let lastFrame = -Infinity;
   let newDevices = false;
-  const arrivals = [];            // browser times of live items, for the rate
+  // Live items per whole second (a ring of RATE_SECONDS + 1 counters) for the messages/s figure.
+  const perSecond = new Uint32Array(RATE_SECONDS + 1);
+  let perSecondAt = Math.floor(Date.now() / 1000);
+  function countArrivals(n, nowMs) {
+    const sec = Math.floor(nowMs / 1000);
+    if (sec - perSecondAt >= perSecond.length) { perSecond.fill(0); perSecondAt = sec; }
+    for (; perSecondAt < sec; perSecondAt++) perSecond[(perSecondAt + 1) % perSecond.length] = 0;
+    perSecond[sec % perSecond.length] += n;
+  }
+  function messageRate(nowMs) {
+    countArrivals(0, nowMs);
+    const sec = Math.floor(nowMs / 1000);
+    let sum = 0;                  // the last RATE_SECONDS complete seconds
+    for (let k = 1; k <= RATE_SECONDS; k++) sum += perSecond[(sec - k) % perSecond.length];
+    const seconds = Math.min(RATE_SECONDS, Math.max(1, sec - Math.floor(loadedAt / 1000)));
+    return sum / seconds;
+  }
   function schedule() {
     if (frameRequested) return;
     frameRequested = true;
-    requestAnimationFrame(frame);
+    const wait = FRAME_MIN_MS - (performance.now() - lastFrame);
+    if (wait > 0) setTimeout(() => requestAnimationFrame(frame), wait);
+    else requestAnimationFrame(frame);
   }
   function ingest(arg, live) {
     const now = Date.now();
     const { items } = parseMessage(arg);
+    let fresh = 0;
     for (const item of items) {
       const isNew = !store.devices.has(item.id);
       const d = store.apply(item, now, live);
       if (!d) continue;
       if (isNew) newDevices = true;
       changed.add(d.id);
-      if (live) arrivals.push(now);
+      fresh++;
     }
-    if (arrivals.length > 50000) arrivals.splice(0, arrivals.length - 50000);
+    if (live && fresh) countArrivals(fresh, now);
     if (changed.size) schedule();
   }
-  function frame() {
+  function frame(now) {
     frameRequested = false;
+    lastFrame = now;
     if (changed.size === 0) return;
-    if (newDevices) { newDevices = false; updateCharted(); }
+    if (newDevices) { newDevices = false; updateCharted(); summary(); }
     table.update(changed);
     let chartedChanged = false;
     for (const d of charted) if (changed.has(d.id)) { chartedChanged = true; break; }
     changed.clear();
     if (chartedChanged) charts.request();
-    summary();
   }
 
   // --- header: connection, last message, summary ------------------------------------------
@@ -176,7 +212,7 @@ function main() {
       const secs = s.retryAt ? Math.max(0, Math.ceil((s.retryAt - Date.now()) / 1000)) : 0;
       text = secs > 0 ? `Offline \u00b7 retry in ${secs} s` : 'Offline';
     }
-    $('conn-text').textContent = text;
+    setText($('conn-text'), text);
     el.title = s.error ? `Last error: ${s.error}` : '';
     banner(s.state === 'connected' && s.snapshotError ? `Live, but the device list could not be loaded (${s.snapshotError}); retrying.` : '');
   }
@@ -186,18 +222,14 @@ function main() {
       const s = store.statusOf(d, settings.staleMs);
       if (s === 'online') online++; else if (s === 'stale') stale++;
     }
-    $('s-devices').textContent = fmt.count(store.devices.size);
-    $('s-online').textContent = fmt.count(online);
-    $('s-stale').textContent = fmt.count(stale);
+    setText($('s-devices'), fmt.count(store.devices.size));
+    setText($('s-online'), fmt.count(online));
+    setText($('s-stale'), fmt.count(stale));
     $('s-stale').parentElement.toggleAttribute('data-some', stale > 0);
     const now = Date.now();
-    let i = 0;
-    while (i < arrivals.length && arrivals[i] < now - RATE_WINDOW_MS) i++;
-    if (i) arrivals.splice(0, i);
-    const span = Math.min(RATE_WINDOW_MS, now - loadedAt) / 1000;
-    $('s-rate').textContent = fmt.rate(span > 0 ? arrivals.length / span : 0);
+    setText($('s-rate'), fmt.rate(messageRate(now)));
     const last = store.lastMessageAt;
-    $('last-msg').textContent = last == null ? fmt.MISSING : fmt.age(now - last);
+    setText($('last-msg'), last == null ? fmt.MISSING : fmt.age(now - last));
     $('last-msg').dateTime = last == null ? '' : new Date(last).toISOString();
     $('last-msg').title = last == null ? '' : fmt.stamp(last);
     document.title = stale > 0 ? `(${stale} stale) Enviromon` : 'Enviromon';
@@ -222,15 +254,18 @@ function main() {
   }
   if (prefs.window in WINDOWS) document.querySelector(`[data-window="${prefs.window}"]`)?.click();
   $('clear').addEventListener('click', () => { selection.clear(); updateCharted(); persist(); });
-  $('devices').tHead.addEventListener('click', () => { table.update([]); persist(); });
+  $('devices-head').addEventListener('click', () => { table.update([]); persist(); });
   dark.addEventListener('change', () => { charted = []; updateCharted(); charts.retheme(); });
 
-  setInterval(() => {
+  function tick() {
+    showConnection();
+    if (document.hidden) return;    // nothing to see; catch up when visible again
     table.tick();
     charts.request();
     summary();
-    showConnection();
-  }, 1000);
+  }
+  setInterval(tick, 1000);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) tick(); });
 
   const conn = new Connection({
     signalR: globalThis.signalR,

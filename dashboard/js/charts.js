@@ -73,6 +73,36 @@ function timeTicks(u, ticks) {
   return ticks.map((s) => f.format(new Date(s * 1000)));
 }
 
+/**
+ * uPlot points filter: with lines only, a reading with no neighbour to join (a device's first
+ * reading, or one between two silences) would be invisible; mark those. When uPlot already
+ * shows every point (sparse data), nothing to add.
+ */
+function isolatedPoints(u, si, show) {
+  if (show) return null;
+  const ys = u.data[si];
+  const [i0, i1] = u.series[0].idxs ?? [0, ys.length - 1];
+  const out = [];
+  let before = null;           // the previous defined (non-undefined) value in view
+  let cand = -1;               // a non-null value whose left side is empty, awaiting its right side
+  for (let i = i0; i <= i1; i++) {
+    const v = ys[i];
+    if (v === undefined) continue;
+    if (cand >= 0) { if (v === null) out.push(cand); cand = -1; }
+    if (v !== null && before === null) cand = i;
+    before = v;
+  }
+  if (cand >= 0) out.push(cand);
+  return out.length ? out : null;
+}
+
+/** y tick labels with as many decimals as the ticks need (22.5 must not read as 23). */
+function valueTicks(u, ticks) {
+  let d = 0;
+  while (d < 3 && ticks.some((t) => Math.abs(t * 10 ** d - Math.round(t * 10 ** d)) > 1e-6)) d++;
+  return ticks.map((t) => fmt.fixed(t, d));
+}
+
 function yRange(min, max) {
   if (min == null || max == null) return [0, 1];
   if (min === max) return [min - 1, max + 1];
@@ -151,10 +181,11 @@ export class Charts {
         },
         axes: [
           { ...axis, space: 72, size: 28, values: timeTicks },
-          { ...axis, size: 52, values: (u, ticks) => ticks.map((t) => fmt.fixed(t, Math.abs(ticks[1] - ticks[0]) < 1 ? 1 : 0)) },
+          { ...axis, size: 52, values: valueTicks },
         ],
         series: [{}, ...this.devices.map((d) => ({
           label: d.id, stroke: d.colour, width: 1.75, spanGaps: false,
+          points: { filter: isolatedPoints, size: 6, fill: d.colour },
           value: (u, val) => fmt.fixed(val, metric.digits),
         }))],
         hooks: { setCursor: [(u) => this.#cursor(u)] },
