@@ -68,7 +68,9 @@ function main() {
   let charted = [];               // [{id, colour}]
   let chartedColour = new Map();
 
-  const table = new DeviceTable({ head: $('devices-head'), body: $('devices-body'), empty: $('empty') }, {
+  const table = new DeviceTable({
+    grid: $('devices'), head: $('devices-head'), body: $('devices-body'), wrap: $('devices-wrap'), empty: $('empty'),
+  }, {
     store,
     staleMs: settings.staleMs,
     colorOf: (id) => chartedColour.get(id) ?? null,

@@ -5,7 +5,8 @@
 // The three charts share one x axis built by merging every charted device's timestamps;
 // a device's value is `undefined` where another device reported (uPlot draws across it) and
 // `null` where the device itself was silent for longer than the stale time (a visible gap).
-// Zero is a value like any other. Redraws are throttled (at most every DRAW_MS) because a
+// Zero is a value like any other. Redraws are throttled — at most every DRAW_MS, and never more
+// than DRAW_SHARE of the time (a long window of busy devices takes longer to draw) — because a
 // chart that repaints 60 times a second for 200 devices' worth of pushes helps nobody.
 
 import * as fmt from './format.js';
@@ -20,6 +21,7 @@ export const METRICS = [
 export const WINDOWS = { '5m': 5 * 60 * 1000, '1h': 60 * 60 * 1000, all: null };
 
 const DRAW_MS = 200;
+const DRAW_SHARE = 0.1;
 
 /**
  * Align per-device readings on one time axis. series: [{t: ms[], v: [[...] × 3], gapMs}].
@@ -113,7 +115,7 @@ function yRange(min, max) {
 export class Charts {
   /**
    * els: {plots: [div × 3], legend: element, hint: element, time: element};
-   * uPlot: the uPlot constructor; store: DeviceStore; staleMs; loadedAt: server time at load;
+   * uPlot: the uPlot constructor; store: DeviceStore; staleMs; loadedAt: browser time at load;
    * onLegendClick(id).
    */
   constructor(els, { uPlot, store, staleMs, loadedAt, onLegendClick }) {
@@ -128,6 +130,7 @@ export class Charts {
     this.plots = [];
     this.data = null;
     this.lastDraw = 0;
+    this.drawCost = 0;              // ms the last redraw took
     this.timer = null;
     this.hoverIdx = null;
     this.legendRows = new Map();
@@ -174,13 +177,14 @@ export class Charts {
         width: Math.max(120, el.clientWidth),
         height: Math.max(80, el.clientHeight),
         legend: { show: false },
+        padding: [10, 28, 0, 0],    // room for the last time label
         cursor: { sync: { key: this.syncKey }, drag: { x: false, y: false }, points: { size: 7 } },
         scales: {
           x: { time: true, range: () => [this.from / 1000, this.to / 1000] },
           y: { range: (u, min, max) => yRange(min, max) },
         },
         axes: [
-          { ...axis, space: 72, size: 28, values: timeTicks },
+          { ...axis, space: (u, i, min, max) => (max - min < 180 ? 104 : 76), size: 28, values: timeTicks },
           { ...axis, size: 52, values: valueTicks },
         ],
         series: [{}, ...this.devices.map((d) => ({
@@ -228,29 +232,24 @@ export class Charts {
     const now = this.store.clock.serverNow();
     const span = WINDOWS[this.windowKey];
     this.to = now;
-    if (span != null) {
-      this.from = now - span;
-    } else {
-      let first = this.loadedAt;
-      for (const { id } of this.devices) {
-        const h = this.store.devices.get(id)?.history;
-        const r = h?.range(-Infinity, Infinity);
-        if (r && r.t.length && r.t[0] < first) first = r.t[0];
-      }
-      this.from = Math.min(first, now - 60 * 1000);
-    }
+    // Since load: from the moment the page loaded, on the server clock (readings the snapshot
+    // brought from before then belong to the 5 min and 1 h windows), and at least 30 s.
+    const loaded = this.loadedAt - (this.store.clock.offset ?? 0);
+    this.from = span != null ? now - span : Math.min(loaded, now - 30 * 1000);
   }
 
   /** Data changed: redraw soon (throttled). */
   request() {
     if (this.timer !== null || this.devices.length === 0) return;
-    const wait = Math.max(0, DRAW_MS - (performance.now() - this.lastDraw));
+    const gap = Math.max(DRAW_MS, this.drawCost / DRAW_SHARE);
+    const wait = Math.max(0, gap - (performance.now() - this.lastDraw));
     this.timer = setTimeout(() => requestAnimationFrame(() => { this.timer = null; this.drawNow(); }), wait);
   }
 
   /** Rebuild the aligned data for the window and hand it to the three charts. */
   drawNow() {
-    this.lastDraw = performance.now();
+    const start = performance.now();
+    this.lastDraw = start;
     this.#window();
     if (this.devices.length === 0) return;
     const series = this.devices.map(({ id }) => {
@@ -263,6 +262,8 @@ export class Charts {
     this.data = METRICS.map((_, m) => [x, ...y[m]]);
     this.plots.forEach((u, m) => u.setData(this.data[m]));
     this.#legendValues();
+    // uPlot draws in a microtask queued by setData: measure after it.
+    queueMicrotask(() => { this.drawCost = performance.now() - start; });
   }
 
   #fit() {

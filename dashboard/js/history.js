@@ -8,6 +8,7 @@
 // ring no longer holds. Missing values are NaN inside, null outside: zero stays zero.
 
 const METRICS = 3;
+const SCRATCH = [null, null, null];
 
 export class History {
   constructor({ rawCap = 3600, coarseCap = 1024, bucketMs = 10000 } = {}) {
@@ -31,11 +32,16 @@ export class History {
   /** Readings held exactly (the ring). */
   get length() { return this.rLen; }
 
-  /** Add a reading at time t (ms; clamped to be non-decreasing); values are numbers or null. */
-  push(t, ...values) {
+  /** Add a reading at time t (ms; clamped to be non-decreasing): temperature, humidity and
+   *  pressure, each a number or null. */
+  push(t, temperature, humidity, pressure) {
     if (!(t >= this.lastT)) t = Number.isFinite(this.lastT) ? this.lastT : t;
     if (!Number.isFinite(t)) return;
     this.lastT = t;
+    const values = SCRATCH;        // no array per reading
+    values[0] = temperature;
+    values[1] = humidity;
+    values[2] = pressure;
     this.#pushRaw(t, values);
     this.#pushCoarse(t, values);
   }

@@ -10,7 +10,7 @@
 import { History } from './history.js';
 
 /** The fields of a device, each with the wire names accepted for it (first present wins). */
-const FIELDS = {
+const NUMBERS = {
   temperature: ['temperature', 'Temperature', 'Celsius', 'celsius'],
   humidity: ['humidity', 'Humidity'],
   pressure: ['pressure', 'Pressure', 'hPa', 'HPa'],
@@ -18,17 +18,22 @@ const FIELDS = {
   count: ['count', 'Count'],
   invalidCount: ['invalidCount', 'InvalidCount'],
 };
-const ID_NAMES = ['deviceId', 'DeviceId', 'RowKey'];
-const SEEN_NAMES = ['lastSeen', 'LastSeen', 'Timestamp'];
-const TEXT_FIELDS = { geo: ['geo', 'Geo'], messageId: ['messageId', 'MessageId', 'Id'] };
+const TEXTS = { geo: ['geo', 'Geo'], messageId: ['messageId', 'MessageId', 'Id'] };
+const SPECIAL = { id: ['deviceId', 'DeviceId', 'RowKey'], lastSeen: ['lastSeen', 'LastSeen', 'Timestamp'] };
+
+/** Wire name → [field, rank] (one lookup per key of a message: this runs per message), and
+ *  field → how its value is read. */
+const ALIAS = new Map();
+const KIND = new Map();
+for (const [kind, table] of [['number', NUMBERS], ['text', TEXTS], ['special', SPECIAL]]) {
+  for (const [field, names] of Object.entries(table)) {
+    KIND.set(field, kind);
+    names.forEach((n, rank) => ALIAS.set(n, [field, rank]));
+  }
+}
 
 /** Longest device id kept (IoT Hub allows 128 characters; anything longer is not a device). */
 export const MAX_ID_LENGTH = 256;
-
-function pick(obj, names) {
-  for (const n of names) if (Object.prototype.hasOwnProperty.call(obj, n)) return { has: true, v: obj[n] };
-  return { has: false, v: undefined };
-}
 
 /** A finite number from a number or a numeric string (Int64 columns may arrive as strings). */
 function num(v) {
@@ -43,24 +48,32 @@ function num(v) {
  */
 export function normaliseDevice(obj) {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return null;
-  const id = pick(obj, ID_NAMES).v;
+  const rank = {};
+  const raw = {};
+  for (const k in obj) {
+    if (!Object.hasOwn(obj, k)) continue;
+    const a = ALIAS.get(k);
+    if (a === undefined) continue;
+    const [field, r] = a;
+    if (rank[field] !== undefined && rank[field] <= r) continue;
+    rank[field] = r;
+    raw[field] = obj[k];
+  }
+  const id = raw.id;
   if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) return null;
   const fields = {};
-  for (const [name, names] of Object.entries(FIELDS)) {
-    const p = pick(obj, names);
-    if (p.has) fields[name] = num(p.v);
+  for (const field in raw) {
+    const kind = KIND.get(field);
+    const v = raw[field];
+    if (kind === 'number') fields[field] = num(v);
+    else if (kind === 'text') fields[field] = typeof v === 'string' || typeof v === 'number' ? String(v) : null;
   }
-  for (const [name, names] of Object.entries(TEXT_FIELDS)) {
-    const p = pick(obj, names);
-    if (p.has) fields[name] = typeof p.v === 'string' || typeof p.v === 'number' ? String(p.v) : null;
-  }
-  const seen = pick(obj, SEEN_NAMES);
   let lastSeen = null;
-  if (typeof seen.v === 'string') {
-    const t = Date.parse(seen.v);
+  if (typeof raw.lastSeen === 'string') {
+    const t = Date.parse(raw.lastSeen);
     if (Number.isFinite(t)) lastSeen = t;
   }
-  return { id, fields, lastSeen, hasLastSeen: seen.has };
+  return { id, fields, lastSeen, hasLastSeen: 'lastSeen' in raw };
 }
 
 /**
