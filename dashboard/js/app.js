@@ -257,7 +257,7 @@ function main() {
   if (prefs.window in WINDOWS) document.querySelector(`[data-window="${prefs.window}"]`)?.click();
   $('clear').addEventListener('click', () => { selection.clear(); updateCharted(); persist(); });
   $('devices-head').addEventListener('click', () => { table.update([]); persist(); });
-  dark.addEventListener('change', () => { charted = []; updateCharted(); charts.retheme(); });
+  dark.addEventListener('change', () => { charted = []; updateCharted(); });   // new palette: charts rebuilt with the new colours
 
   function tick() {
     showConnection();

@@ -154,12 +154,10 @@ export class Charts {
     this.#build();
   }
 
-  /** Colours or sizes changed (system theme): rebuild. */
-  retheme() { this.#build(); }
-
   #build() {
     for (const u of this.plots) u.destroy();
     this.plots = [];
+    this.hoverIdx = null;
     this.#buildLegend();
     const css = getComputedStyle(document.documentElement);
     const v = (name) => css.getPropertyValue(name).trim();
@@ -194,7 +192,7 @@ export class Charts {
         }))],
         hooks: { setCursor: [(u) => this.#cursor(u)] },
       };
-      this.plots.push(new this.uPlot(opts, this.data?.[m] ?? [[], ...this.devices.map(() => [])], el));
+      this.plots.push(new this.uPlot(opts, [[], ...this.devices.map(() => [])], el));
     });
     this.drawNow();
   }
