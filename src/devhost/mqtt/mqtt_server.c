@@ -282,6 +282,18 @@ static void do_handshake(mqtt_conn_t *c)
     destroy(c);
 }
 
+/* Why a read ended the connection, for the disconnect line. */
+static const char *read_error_text(int ssl_error)
+{
+    if (ssl_error == SSL_ERROR_ZERO_RETURN) return "the device closed the connection without DISCONNECT";
+    unsigned long oe = ERR_peek_error();
+    if ((ssl_error == SSL_ERROR_SYSCALL && errno == 0 && !oe) ||
+        (ssl_error == SSL_ERROR_SSL && ERR_GET_REASON(oe) == SSL_R_UNEXPECTED_EOF_WHILE_READING))
+        return "the connection was closed without DISCONNECT";
+    if (ssl_error == SSL_ERROR_SYSCALL && errno == ECONNRESET) return "connection reset";
+    return "connection lost";
+}
+
 static void do_read(mqtt_conn_t *c)
 {
     mqtt_server_t *s = c->srv;
@@ -293,6 +305,7 @@ static void do_read(mqtt_conn_t *c)
         }
         size_t n = 0;
         ERR_clear_error();
+        errno = 0;
         int r = SSL_read_ex(c->ssl, s->rbuf, RBUF_SIZE, &n);
         if (r == 1) {
             c->read_wants_write = 0;
@@ -305,8 +318,7 @@ static void do_read(mqtt_conn_t *c)
             c->read_wants_write = 1;
             return;
         }
-        lost(c, e == SSL_ERROR_ZERO_RETURN ? "the device closed the connection without DISCONNECT"
-                                           : "connection lost");
+        lost(c, read_error_text(e));
         return;
     }
 }
