@@ -69,14 +69,14 @@ test('CONNECT refusals: CONNACK 0x01..0x05 as IoT Hub answers them, then the con
   await refusedWith(connectPacket('dev1', keys.dev1, { protocolVersion: 3, protocolId: 'MQIsdp' }), 1);
   await refusedWith(connectPacket('a/b', keys.dev1, { username: username('a/b') }), 2);
   await refusedWith(connectPacket('', keys.dev1, { clientId: '', username: username('x') }), 2);
-  // wrong key, expired token, no password, wrong hub, user name for another device
-  await refusedWith(connectPacket('dev1', keys.dev1, { password: Buffer.from(sas('dev1', keys.dev2)) }), 4);
-  await refusedWith(connectPacket('dev1', keys.dev1, { password: Buffer.from(sas('dev1', keys.dev1, -10)) }), 4);
+  // malformed: no password, not a token, wrong hub, user name for another device
   await refusedWith(connectPacket('dev1', keys.dev1, { password: undefined }), 4);
   await refusedWith(connectPacket('dev1', keys.dev1, { username: username('dev1', 'other.azure-devices.net') }), 4);
   await refusedWith(connectPacket('dev1', keys.dev1, { username: username('dev2') }), 4);
   await refusedWith(connectPacket('dev1', keys.dev1, { password: Buffer.from('not a token') }), 4);
-  // unknown device, a token for another device, a module identity
+  // not authorised: wrong key, expired token, unknown device, a token for another device, a module
+  await refusedWith(connectPacket('dev1', keys.dev1, { password: Buffer.from(sas('dev1', keys.dev2)) }), 5);
+  await refusedWith(connectPacket('dev1', keys.dev1, { password: Buffer.from(sas('dev1', keys.dev1, -10)) }), 5);
   await refusedWith(connectPacket('ghost', keys.dev1), 5);
   await refusedWith(connectPacket('dev1', keys.dev2, { password: Buffer.from(sas('dev2', keys.dev2)) }), 5);
   await refusedWith(connectPacket('dev1', keys.dev1, { username: `${HUB_HOST}/dev1/mod/?api-version=2021-04-12` }), 5);
@@ -100,7 +100,7 @@ test('telemetry: topic property bag → system and application properties; the b
   const from = lastSeq();
   const c = await connected(hub, 'dev1', keys.dev1);
   const topic = 'devices/dev1/messages/events/%24.mid=msg-1&%24.cid=corr%2F1&%24.ct=application%2Fjson&%24.ce=utf-8'
-    + '&temperatureAlert=true&caf%C3%A9=x%20y&%24.uid=ignored';
+    + '&temperatureAlert=true&caf%C3%A9=x%20y&%24.uid=user%201&%24.to=ignored';
   c.send(publish(topic, '{"temperature":31.5}', 1, 77));
   assert.equal((await c.waitPacket('puback')).messageId, 77);
   c.send(publish('devices/dev1/messages/events/', 'plain', 0));
@@ -112,6 +112,7 @@ test('telemetry: topic property bag → system and application properties; the b
   assert.equal(m1.correlationId, 'corr/1');
   assert.equal(m1.contentType, 'application/json');
   assert.equal(m1.contentEncoding, 'utf-8');
+  assert.equal(m1.userId, 'user 1');
   assert.deepEqual(m1.properties, { temperatureAlert: 'true', 'café': 'x y' });
   assert.equal(body(m1), '{"temperature":31.5}');
   assert.equal(m2.qos, 0);

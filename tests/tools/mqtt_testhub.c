@@ -13,7 +13,8 @@
  * stdout, one JSON object per line:
  *   {"event":"listening","port":N,"ca":"DIR/ca.pem"}
  *   {"event":"message","device":..,"qos":..,"will":..,"messageId":..,"correlationId":..,
- *    "contentType":..,"contentEncoding":..,"properties":{..},"body":"<base64>","seq":N}
+ *    "contentType":..,"contentEncoding":..,"userId":..,"properties":{..},"size":N,
+ *    "body":"<base64>","seq":N}
  *   {"event":"completed","seq":N,"status":"ok|refused|failed"}
  *   {"event":"stats",...}                                  (after the `stats` command)
  * stdin commands, one per line: `hold` (complete nothing until `release`), `release`,
@@ -130,10 +131,11 @@ static device_t *find_device(const char *id)
     return NULL;
 }
 
-static mqtt_auth_t authenticate(void *ctx, const char *device_id, const char *password,
-                                int64_t *expires_at, char *why, size_t whylen)
+static mqtt_auth_t authenticate(void *ctx, const char *device_id, const char *username,
+                                const char *password, int64_t *expires_at, char *why, size_t whylen)
 {
     (void)ctx;
+    (void)username; /* the server checked it against the hub and the client id */
     device_t *d = find_device(device_id);
     if (!d) {
         snprintf(why, whylen, "no such device");
@@ -162,7 +164,7 @@ static mqtt_auth_t authenticate(void *ctx, const char *device_id, const char *pa
     char expect[512];
     snprintf(expect, sizeof expect, "%s/devices/%s", T.hub_host, device_id);
     long long exp = strtoll(se, NULL, 10);
-    mqtt_auth_t rc = MQTT_AUTH_BAD_CREDENTIALS;
+    mqtt_auth_t rc = MQTT_AUTH_NOT_AUTHORISED;
     unsigned char mac[HMAC_SHA256_LEN], given[64];
     char *msg = malloc(srn + sen + 2);
     if (!res || !sigd || !msg) {
@@ -170,7 +172,6 @@ static mqtt_auth_t authenticate(void *ctx, const char *device_id, const char *pa
         rc = MQTT_AUTH_UNAVAILABLE;
     } else if (strcasecmp(res, expect) != 0) {
         snprintf(why, whylen, "the token is for another resource");
-        rc = MQTT_AUTH_NOT_AUTHORISED;
     } else if (exp <= (long long)time(NULL)) {
         snprintf(why, whylen, "the token has expired");
     } else {
@@ -225,6 +226,7 @@ static void publish(void *ctx, const mqtt_message_t *m, mqtt_done_fn done, void 
     add_str(o, "correlationId", m->props->correlation_id);
     add_str(o, "contentType", m->props->content_type);
     add_str(o, "contentEncoding", m->props->content_encoding);
+    add_str(o, "userId", m->props->user_id);
     for (size_t i = 0; i < m->props->napp; i++)
         cJSON_AddStringToObject(props, m->props->app[i].name, m->props->app[i].value);
     cJSON_AddItemToObject(o, "properties", props);

@@ -124,22 +124,13 @@ static long pct_decode(const char *s, size_t n, char *out)
     return utf8_valid(out, o) ? (long)o : -1;
 }
 
-/* `$.` keys IoT Hub treats as system properties that Enviromon does not carry. */
-static int ignored_system_key(const char *k)
-{
-    static const char *const keys[] = {"$.uid", "$.to", "$.exp", "$.ifid", "$.on", "$.sub", "$.schema"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (strcmp(k, keys[i]) == 0) return 1;
-    return 0;
-}
-
 /* Store one decoded item; a repeated name replaces its earlier value (and its size). */
 static int add_item(mqtt_props_t *out, const char *k, size_t klen, const char *v, size_t vlen,
                     const char **why)
 {
-    static const char *const sys_keys[] = {"$.mid", "$.cid", "$.ct", "$.ce"};
+    static const char *const sys_keys[] = {"$.mid", "$.cid", "$.ct", "$.ce", "$.uid"};
     const char **sys_slots[] = {&out->message_id, &out->correlation_id, &out->content_type,
-                                &out->content_encoding};
+                                &out->content_encoding, &out->user_id};
     for (size_t i = 0; i < sizeof sys_keys / sizeof sys_keys[0]; i++) {
         if (strcmp(k, sys_keys[i]) != 0) continue;
         if (*sys_slots[i]) out->size -= strlen(*sys_slots[i]);
@@ -147,7 +138,7 @@ static int add_item(mqtt_props_t *out, const char *k, size_t klen, const char *v
         out->size += vlen;
         return 0;
     }
-    if (ignored_system_key(k)) {
+    if (k[0] == '$' && k[1] == '.') { /* IoT Hub's other protocol fields */
         out->ignored++;
         return 0;
     }
@@ -159,7 +150,7 @@ static int add_item(mqtt_props_t *out, const char *k, size_t klen, const char *v
         return 0;
     }
     if (out->napp == MQTT_HUB_MAX_APP_PROPS) {
-        *why = "more than 128 application properties";
+        *why = "more than 256 application properties";
         return -1;
     }
     out->app[out->napp].name = k;

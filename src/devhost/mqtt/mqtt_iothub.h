@@ -6,8 +6,9 @@
  * web simulator omits the `?`; modules add `/{module id}`); device and module ids are used
  * raw, never percent-decoded; telemetry goes to `devices/{device id}/messages/events/` followed
  * by an optional property bag `k=v&k2=v2` whose names and values are percent-encoded (Node's
- * SDK encodes `$` too: `%24.mid`), `$.mid` `$.cid` `$.ct` `$.ce` being the message id,
- * correlation id, content type and content encoding. */
+ * SDK encodes `$` too: `%24.mid`), `$.mid` `$.cid` `$.ct` `$.ce` `$.uid` being the message id,
+ * correlation id, content type, content encoding and user id; IoT Hub's other `$.` names
+ * ($.to, $.exp, $.ifid, $.on, $.sub ...) are protocol fields Enviromon ignores. */
 #ifndef ENVIROMON_MQTT_IOTHUB_H
 #define ENVIROMON_MQTT_IOTHUB_H
 
@@ -16,7 +17,7 @@
 #include "devhost/mqtt/mqtt_packet.h"
 
 /* A device may attach at most this many application properties to one message. */
-#define MQTT_HUB_MAX_APP_PROPS 128
+#define MQTT_HUB_MAX_APP_PROPS 256
 
 typedef struct mqtt_username {
     mqtt_str_t host;       /* "{hub}.azure-devices.net" as the device wrote it */
@@ -53,16 +54,17 @@ typedef struct mqtt_props {
     const char *correlation_id;   /* $.cid */
     const char *content_type;     /* $.ct */
     const char *content_encoding; /* $.ce */
+    const char *user_id;          /* $.uid */
     mqtt_prop_t app[MQTT_HUB_MAX_APP_PROPS];
     size_t      napp;             /* application properties, in order, names unique */
-    size_t      ignored;          /* other `$.` system keys ($.uid, $.to, $.exp, ...) dropped */
+    size_t      ignored;          /* other `$.` names ($.to, $.exp, ...) dropped */
     size_t      size;             /* bytes IoT Hub counts against the 256 KiB message limit:
                                    * system property values + application names and values */
 } mqtt_props_t;
 
 /* Decode a property bag: `&`-separated `name=value` items, percent-decoded ('+' stays '+'),
  * empty items skipped, an item without '=' has the value "", a repeated name keeps its last
- * value. scratch must hold at least bag.len + 2 * (number of items) + 2 bytes; bag.len * 2 + 2
+ * value, names starting with `$.` other than the five above dropped. scratch must hold at least bag.len + 2 * (number of items) + 2 bytes; bag.len * 2 + 2
  * always suffices. Returns 0, or -1 with *why (a static string) for a bad percent escape, an
  * empty name, a decoded U+0000 or invalid UTF-8, or more than MQTT_HUB_MAX_APP_PROPS names. */
 int mqtt_hub_decode_bag(mqtt_str_t bag, char *scratch, size_t scratch_len, mqtt_props_t *out,

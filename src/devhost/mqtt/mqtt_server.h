@@ -24,8 +24,9 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 typedef enum {
     MQTT_AUTH_OK = 0,
-    MQTT_AUTH_BAD_CREDENTIALS, /* malformed, wrongly signed or expired SAS → CONNACK 0x04 */
-    MQTT_AUTH_NOT_AUTHORISED,  /* unknown or disabled device, token for another one → 0x05 */
+    MQTT_AUTH_BAD_CREDENTIALS, /* the password is not a well-formed SAS token → CONNACK 0x04 */
+    MQTT_AUTH_NOT_AUTHORISED,  /* unknown device, wrong signature, expired, another device's
+                                * token → 0x05 (as IoT Hub answers a bad SAS) */
     MQTT_AUTH_UNAVAILABLE      /* the backend cannot decide now (registry unreadable) → 0x03 */
 } mqtt_auth_t;
 
@@ -53,13 +54,15 @@ typedef void (*mqtt_done_fn)(void *token, mqtt_pub_status_t status);
 
 typedef struct mqtt_backend {
     void *ctx;
-    /* Check a device's SAS token (password, NUL-terminated; never log it). On MQTT_AUTH_OK,
+    /* Check a device's SAS token (password, NUL-terminated; never log it). username is the
+     * CONNECT user name as sent; the server has already checked that it names this hub and
+     * device_id (client id = device id) and no module. On MQTT_AUTH_OK,
      * *expires_at may be set to when the token stops being valid (Unix seconds, clock-skew
      * allowance included; 0 = never): the connection is closed then, as IoT Hub does, and
      * the SDK reconnects with a fresh token. why
      * receives a reason for devhost's log (never the token). */
-    mqtt_auth_t (*authenticate)(void *ctx, const char *device_id, const char *password,
-                                int64_t *expires_at, char *why, size_t whylen);
+    mqtt_auth_t (*authenticate)(void *ctx, const char *device_id, const char *username,
+                                const char *password, int64_t *expires_at, char *why, size_t whylen);
     /* Append a message to the device's partition (asynchronously) and call done(token, ...)
      * once it is durable or has failed. */
     void (*publish)(void *ctx, const mqtt_message_t *m, mqtt_done_fn done, void *token);

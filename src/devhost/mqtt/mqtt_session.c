@@ -100,8 +100,11 @@ static int check_identity(mqtt_conn_t *c, const mqtt_connect_t *k, int64_t *expi
         return -1;
     }
     why[0] = '\0';
-    mqtt_auth_t a = s->opts.backend.authenticate(s->opts.backend.ctx, c->device_id, pw, expires_at,
-                                                 why, whylen);
+    char *user = dup_str(k->username);
+    mqtt_auth_t a = user ? s->opts.backend.authenticate(s->opts.backend.ctx, c->device_id, user, pw,
+                                                        expires_at, why, whylen)
+                         : MQTT_AUTH_UNAVAILABLE;
+    free(user);
     OPENSSL_cleanse(pw, k->password.len);
     free(pw);
     if (a == MQTT_AUTH_OK) return 0;
@@ -203,7 +206,7 @@ static int decode_props(mqtt_server_t *s, mqtt_str_t bag, int retain, int will, 
         size_t j = 0;
         while (j < props->napp && strcmp(props->app[j].name, extra[i].name) != 0) j++;
         if (j == MQTT_HUB_MAX_APP_PROPS) {
-            *why = "more than 128 application properties";
+            *why = "more than 256 application properties";
             return -1;
         }
         if (j == props->napp) {
