@@ -109,13 +109,13 @@ test('Microsoft SDK: 100 sendEvent with a temperatureAlert property over Gateway
 
 test('Microsoft SDK: sendEvent resolves only once the message is durable', async () => {
   const client = await sdkClient('sdk2');
-  hub.cmd('hold');
+  await hub.cmd('hold');
   let settled = false;
   const p = client.sendEvent(new Message('held')).then(() => { settled = true; });
   await hub.waitEvent((e) => e.event === 'message' && e.device === 'sdk2' && Buffer.from(e.body, 'base64').toString() === 'held');
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(settled, false, 'sendEvent resolved before the message was durable');
-  hub.cmd('release');
+  await hub.cmd('release');
   await p;
   assert.equal(settled, true);
   await client.close();
@@ -124,14 +124,14 @@ test('Microsoft SDK: sendEvent resolves only once the message is durable', async
 test('Microsoft SDK: a message that was not stored is re-sent after the SDK reconnects; a kicked client reconnects', async () => {
   const client = await sdkClient('sdk2');
   const from = hub.messages().at(-1)?.seq ?? 0;
-  hub.cmd('fail');
+  await hub.cmd('fail');
   const p = client.sendEvent(new Message('retry me'));
   await hub.waitEvent((e) => e.event === 'completed' && e.seq > from && e.status === 'failed', 'the failed completion');
-  hub.cmd('ok');
+  await hub.cmd('ok');
   await p; // the SDK's retry policy reconnects and publishes it again
   const copies = hub.messages().filter((m) => m.seq > from && Buffer.from(m.body, 'base64').toString() === 'retry me');
   assert.equal(copies.length, 2);
-  hub.cmd('kick sdk2');
+  await hub.cmd('kick sdk2');
   await waitFor(() => /device sdk2 .* its registration changed/.test(hub.out()), { what: 'the kick' });
   await client.sendEvent(new Message('after kick'));
   assert.ok(hub.messages().some((m) => m.seq > from && Buffer.from(m.body, 'base64').toString() === 'after kick'));

@@ -129,7 +129,7 @@ test('telemetry: topic property bag → system and application properties; the b
 test('PUBACK only once the backend reports the message durable, and in arrival order', async () => {
   const c = await connected(hub, 'dev2', keys.dev2);
   const from = lastSeq();
-  hub.cmd('hold');
+  await hub.cmd('hold');
   for (const id of [1, 2, 3]) c.send(publish('devices/dev2/messages/events/', `m${id}`, 1, id));
   await waitFor(() => newMessages(from).length === 3, { what: 'three messages at the backend' });
   const seqs = newMessages(from).map((m) => m.seq);
@@ -139,14 +139,14 @@ test('PUBACK only once the backend reports the message durable, and in arrival o
   await c.waitPacket('pingresp');
   assert.equal(c.packets.filter((p) => p.cmd === 'puback').length, 0);
   // The third becomes durable first: its PUBACK waits for the first two.
-  hub.cmd(`complete ${seqs[2]}`);
+  await hub.cmd(`complete ${seqs[2]}`);
   await hub.waitEvent((e) => e.event === 'completed' && e.seq === seqs[2]);
   c.send({ cmd: 'pingreq' });
   await waitFor(() => c.packets.filter((p) => p.cmd === 'pingresp').length === 2, { what: 'second PINGRESP' });
   assert.equal(c.packets.filter((p) => p.cmd === 'puback').length, 0);
-  hub.cmd(`complete ${seqs[0]}`);
+  await hub.cmd(`complete ${seqs[0]}`);
   await c.waitPacket((p) => p.cmd === 'puback' && p.messageId === 1);
-  hub.cmd('release');
+  await hub.cmd('release');
   await waitFor(() => c.packets.filter((p) => p.cmd === 'puback').length === 3, { what: 'three PUBACKs' });
   assert.deepEqual(c.packets.filter((p) => p.cmd === 'puback').map((p) => p.messageId), [1, 2, 3]);
   c.end();
@@ -155,24 +155,24 @@ test('PUBACK only once the backend reports the message durable, and in arrival o
 test('a message the backend fails: no PUBACK for it, earlier ones acknowledged, connection closed', async () => {
   const c = await connected(hub, 'dev2', keys.dev2);
   const from = lastSeq();
-  hub.cmd('hold');
+  await hub.cmd('hold');
   c.send(publish('devices/dev2/messages/events/', 'ok', 1, 5));
   await waitFor(() => newMessages(from).length === 1, { what: 'first message' });
   const first = newMessages(from)[0].seq;
-  hub.cmd(`complete ${first}`);
+  await hub.cmd(`complete ${first}`);
   await c.waitPacket('puback');
-  hub.cmd('fail');
+  await hub.cmd('fail');
   c.send(publish('devices/dev2/messages/events/', 'lost', 1, 6));
-  hub.cmd('release');
+  await hub.cmd('release');
   await c.closed;
-  hub.cmd('ok');
+  await hub.cmd('ok');
   assert.deepEqual(c.packets.filter((p) => p.cmd === 'puback').map((p) => p.messageId), [5]);
   // refused likewise
   const c2 = await connected(hub, 'dev2', keys.dev2);
-  hub.cmd('refuse');
+  await hub.cmd('refuse');
   c2.send(publish('devices/dev2/messages/events/', 'too much', 1, 7));
   await c2.closed;
-  hub.cmd('ok');
+  await hub.cmd('ok');
   assert.equal(c2.packets.filter((p) => p.cmd === 'puback').length, 0);
 });
 
@@ -237,7 +237,7 @@ test('one connection per device: a new connection replaces the old; a kicked dev
   assert.equal(b.isClosed(), false);
   b.send({ cmd: 'pingreq' });
   await b.waitPacket('pingresp');
-  hub.cmd('kick dev:3');
+  await hub.cmd('kick dev:3');
   await b.closed;
 });
 
@@ -325,12 +325,12 @@ test('back-pressure: a device with more unacknowledged messages than the bound i
   const small = await startTestHub({ devices: { d: keys.dev1 }, args: ['--max-inflight', '4'] });
   try {
     const c = await connected(small, 'd', keys.dev1);
-    small.cmd('hold');
+    await small.cmd('hold');
     for (let i = 1; i <= 12; i++) c.send(publish('devices/d/messages/events/', `m${i}`, 1, i));
     await waitFor(() => small.messages().length === 4, { what: '4 messages' });
     await new Promise((r) => setTimeout(r, 200)); // nothing more is read while 4 are in flight
     assert.equal(small.messages().length, 4);
-    small.cmd('release');
+    await small.cmd('release');
     await waitFor(() => c.packets.filter((p) => p.cmd === 'puback').length === 12, { what: '12 PUBACKs' });
     assert.deepEqual(c.packets.filter((p) => p.cmd === 'puback').map((p) => p.messageId), Array.from({ length: 12 }, (_, i) => i + 1));
     assert.equal(small.messages().length, 12);
@@ -356,7 +356,7 @@ test('SAS token expiry closes the session (SDKs reconnect with a new token)', as
 test('graceful stop: PUBACKs of messages that become durable during the stop still reach the device', async () => {
   const h = await startTestHub({ devices: { d: keys.dev1 } });
   const c = await connected(h, 'd', keys.dev1);
-  h.cmd('hold');
+  await h.cmd('hold');
   c.send(publish('devices/d/messages/events/', 'late', 1, 42));
   await waitFor(() => h.messages().length === 1, { what: 'the message' });
   const exit = h.stop(); // the tool releases held completions on SIGTERM

@@ -4,6 +4,7 @@
  *   MQTT_TEST_DEVICES='dev1=<base64 key>;dev2=<key>' mqtt_testhub --data DIR [--port N]
  *       [--hub NAME] [--connect-timeout-ms N] [--max-inflight N] [--max-keepalive-s N]
  *       [--ack-delay-ms N] [--skew-s N (clock skew allowed after a token's se, default 300)]
+ *       [--quiet 1 (no message/completed lines: benchmarks)]
  *
  * Keys never go on the command line. The backend checks SAS tokens as IoT Hub does (HMAC
  * over `sr` as sent, `sr` naming {hub}.azure-devices.net/devices/{id}, `se` in the future)
@@ -17,6 +18,7 @@
  *    "body":"<base64>","seq":N}
  *   {"event":"completed","seq":N,"status":"ok|refused|failed"}
  *   {"event":"stats",...}                                  (after the `stats` command)
+ *   {"event":"command","line":...}                         (each command, once in effect)
  * stdin commands, one per line: `hold` (complete nothing until `release`), `release`,
  * `complete SEQ` (complete that message now, even while holding: out-of-order
  * completions), `fail` / `refuse` (complete later messages with that status), `ok`,
@@ -60,6 +62,7 @@ static struct {
     char            hub_host[256];
     int             ack_delay_ms;
     int             skew_s;
+    int             quiet;    /* --quiet 1: no message/completed lines (benchmarks) */
     pthread_mutex_t lock;
     pthread_cond_t  cond;
     job_t          *head, *tail;
@@ -201,24 +204,20 @@ static void add_str(cJSON *o, const char *k, const char *v)
     else cJSON_AddNullToObject(o, k);
 }
 
-static void publish(void *ctx, const mqtt_message_t *m, mqtt_done_fn done, void *token)
+/* Print one message as the backend "stores" it. */
+static void print_message(long long seq, const mqtt_message_t *m)
 {
-    (void)ctx;
-    job_t *j = calloc(1, sizeof *j);
     char *b64 = malloc(4 * (m->body_len / 3 + 1) + 1);
-    if (!j || !b64) {
-        free(j);
+    cJSON *o = cJSON_CreateObject(), *props = cJSON_CreateObject();
+    if (!b64 || !o || !props) {
         free(b64);
-        done(token, MQTT_PUB_FAILED);
+        cJSON_Delete(o);
+        cJSON_Delete(props);
         return;
     }
     EVP_EncodeBlock((unsigned char *)b64, m->body, (int)m->body_len);
-    pthread_mutex_lock(&T.lock);
-    j->seq = ++T.seq;
-    pthread_mutex_unlock(&T.lock);
-    cJSON *o = cJSON_CreateObject(), *props = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "event", "message");
-    cJSON_AddNumberToObject(o, "seq", (double)j->seq);
+    cJSON_AddNumberToObject(o, "seq", (double)seq);
     cJSON_AddStringToObject(o, "device", m->device_id);
     cJSON_AddNumberToObject(o, "qos", m->qos);
     cJSON_AddBoolToObject(o, "will", m->will);
@@ -234,6 +233,20 @@ static void publish(void *ctx, const mqtt_message_t *m, mqtt_done_fn done, void 
     cJSON_AddStringToObject(o, "body", b64);
     free(b64);
     emit(o);
+}
+
+static void publish(void *ctx, const mqtt_message_t *m, mqtt_done_fn done, void *token)
+{
+    (void)ctx;
+    job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        done(token, MQTT_PUB_FAILED);
+        return;
+    }
+    pthread_mutex_lock(&T.lock);
+    j->seq = ++T.seq;
+    pthread_mutex_unlock(&T.lock);
+    if (!T.quiet) print_message(j->seq, m);
     j->done = done;
     j->token = token;
     j->due_ms = now_ms() + T.ack_delay_ms;
@@ -249,6 +262,10 @@ static void publish(void *ctx, const mqtt_message_t *m, mqtt_done_fn done, void 
 static void finish(job_t *j, mqtt_pub_status_t st)
 {
     j->done(j->token, st);
+    if (T.quiet) {
+        free(j);
+        return;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "event", "completed");
     cJSON_AddNumberToObject(o, "seq", (double)j->seq);
@@ -324,6 +341,10 @@ static void *commands(void *arg)
         pthread_mutex_unlock(&T.lock);
         if (j) finish(j, mode);
         if (strncmp(line, "kick ", 5) == 0) mqtt_server_disconnect_device(server, line + 5);
+        cJSON *ack = cJSON_CreateObject(); /* tests wait for this before relying on the command */
+        cJSON_AddStringToObject(ack, "event", "command");
+        cJSON_AddStringToObject(ack, "line", line);
+        emit(ack);
         if (strcmp(line, "stats") == 0) {
             mqtt_server_stats_t st;
             mqtt_server_stats(server, &st);
@@ -386,6 +407,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--max-keepalive-s") == 0) o.max_keepalive_s = (unsigned)atoi(v);
         else if (strcmp(a, "--ack-delay-ms") == 0) T.ack_delay_ms = atoi(v);
         else if (strcmp(a, "--skew-s") == 0) T.skew_s = atoi(v);
+        else if (strcmp(a, "--quiet") == 0) T.quiet = atoi(v);
         else {
             fprintf(stderr, "mqtt_testhub: unknown option %s\n", a);
             return 2;

@@ -310,6 +310,9 @@ static void do_read(mqtt_conn_t *c)
         if (r == 1) {
             c->read_wants_write = 0;
             feed(c, s->rbuf, n);
+            /* A short read with nothing buffered in OpenSSL drained the socket: skip the read
+             * that would only say EAGAIN (level-triggered epoll reports anything newer). */
+            if (n < RBUF_SIZE && c->fd >= 0 && !SSL_has_pending(c->ssl)) return;
             continue;
         }
         int e = SSL_get_error(c->ssl, r);

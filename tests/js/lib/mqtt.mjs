@@ -36,7 +36,7 @@ export const tmpDir = (prefix = 'mqtt-') => fs.mkdtempSync(path.join(os.tmpdir()
 
 /**
  * Start mqtt_testhub. devices: {id: base64Key}. Returns {port, ca, caPem, data, proc,
- * events, waitEvent(pred), messages(), cmd(line), stop(), kill(), out(), err()}.
+ * events, waitEvent(pred), messages(), cmd(line) (async), stats(), stop(), out(), err()}.
  */
 export async function startTestHub({ devices = {}, args = [], data = tmpDir() } = {}) {
   const env = {
@@ -79,13 +79,16 @@ export async function startTestHub({ devices = {}, args = [], data = tmpDir() } 
     caPem: fs.readFileSync(listening.ca, 'utf8'),
     messages: () => events.filter((e) => e.event === 'message'),
     waitEvent,
-    cmd: (line) => proc.stdin.write(`${line}\n`),
+    /** Send a command line; resolves once the tool has it in effect. */
+    async cmd(line) {
+      const n = events.filter((e) => e.event === 'command').length;
+      proc.stdin.write(`${line}\n`);
+      await waitFor(() => events.filter((e) => e.event === 'command').length > n, { what: `command ${line}` });
+    },
     out: () => out,
     err: () => err,
     async stats() {
-      const n = events.filter((e) => e.event === 'stats').length;
-      proc.stdin.write('stats\n');
-      await waitFor(() => events.filter((e) => e.event === 'stats').length > n, { what: 'stats' });
+      await this.cmd('stats');
       return events.filter((e) => e.event === 'stats').at(-1);
     },
     async stop() {
