@@ -440,8 +440,6 @@ SSL_CTX *tls_ca_server_ctx(const tls_ca_t *ca, char *err, size_t errlen)
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    /* No read-ahead: the MQTT loop relies on OpenSSL reading one record at a time, so that
-     * SSL_has_pending() and a level-triggered epoll together account for every byte (with
-     * read-ahead, received bytes were seen stranded in OpenSSL's buffer). */
+    SSL_CTX_set_read_ahead(ctx, 1); /* a burst of records in one read() (released when drained) */
     return ctx;
 }
