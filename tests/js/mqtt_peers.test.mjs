@@ -75,7 +75,7 @@ test('mosquitto_pub: a wrong password gets CONNACK refused; another device\'s to
     '-i', 'mosq', '-u', username('mosq'), '-P', sas('mosq', keys.mosq), '-t', 'devices/mosq/messages/events/', '-m', 'x']);
   assert.notEqual(noCa.code, 0);
   assert.equal(hub.messages().length, n);
-  await waitFor(() => /TLS handshake with .* failed/.test(hub.out()), { what: 'TLS failure logged' });
+  await waitFor(() => /TLS handshake with .* failed: .*the client does not trust devhost's CA: give it .*ca\.pem/.test(hub.out()), { what: 'TLS failure logged with the CA to give' });
 });
 
 test('mosquitto_sub: its own devicebound and twin filters are granted, another device\'s refused (0x80)', async () => {

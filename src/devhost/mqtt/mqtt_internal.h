@@ -76,6 +76,7 @@ struct mqtt_server {
     int                port;
     int                lfd, ep, efd;
     int                listen_paused;  /* out of file descriptors: accept later */
+    int                stopping;       /* loop thread's copy of stop: reading has ended */
     pthread_t          th;
     pthread_mutex_t    lock;
     int                stop;           /* lock */

@@ -95,6 +95,14 @@ int mqtt_conn_claim_device(mqtt_conn_t *c)
 
 /* ---- connection I/O --------------------------------------------------------------------- */
 
+/* 1 when c may be read now: in session, not paused by messages in flight, and not sitting
+ * on a backlog of unwritten PUBACKs (a peer that does not read is not read either). */
+static int can_read(const mqtt_conn_t *c)
+{
+    return c->fd >= 0 && !c->paused && (c->state == CONN_WAIT_CONNECT || c->state == CONN_ACTIVE) &&
+           c->out.len - c->out_off <= OUT_PAUSE_BYTES;
+}
+
 static void update_events(mqtt_conn_t *c)
 {
     if (c->fd < 0) return;
@@ -102,7 +110,7 @@ static void update_events(mqtt_conn_t *c)
     int out_pending = c->out_off < c->out.len;
     if (c->state == CONN_HANDSHAKE) want = EPOLLIN | (c->read_wants_write ? EPOLLOUT : 0);
     else if (c->state == CONN_CLOSING) want = out_pending ? EPOLLOUT : 0;
-    else want = (c->paused ? 0 : EPOLLIN) | (out_pending || c->read_wants_write ? EPOLLOUT : 0);
+    else want = (can_read(c) ? EPOLLIN : 0) | (out_pending || c->read_wants_write ? EPOLLOUT : 0);
     if (want == c->events) return;
     struct epoll_event ev = {.events = want, .data.ptr = c};
     if (epoll_ctl(c->srv->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->events = want;
@@ -124,7 +132,7 @@ static void begin_close(mqtt_conn_t *c)
     if (c->state == CONN_ACTIVE) atomic_fetch_sub(&s->st_connections, 1);
     table_remove(c);
     c->state = CONN_CLOSING;
-    mqtt_session_end(c, !s->stop);
+    mqtt_session_end(c, !s->stopping);
     buf_free(&c->in);
     c->in_off = 0;
 }
@@ -183,8 +191,10 @@ static void flush(mqtt_conn_t *c)
         return;
     }
     if (c->fd >= 0) {
+        int was_blocked = c->out.len > OUT_PAUSE_BYTES;
         buf_free(&c->out); /* idle connections keep no buffer */
         c->out_off = 0;
+        if (was_blocked && can_read(c)) make_ready(c);
         if (c->state == CONN_CLOSING) {
             SSL_shutdown(c->ssl); /* best effort close_notify */
             destroy(c);
@@ -225,7 +235,7 @@ static void feed(mqtt_conn_t *c, const unsigned char *data, size_t n)
         len = c->in.len - c->in_off;
     }
     size_t off = 0;
-    while (off < len && !c->paused && (c->state == CONN_WAIT_CONNECT || c->state == CONN_ACTIVE)) {
+    while (off < len && can_read(c)) {
         mqtt_packet_t pkt;
         size_t used;
         const char *why;
@@ -275,10 +285,18 @@ static void do_handshake(mqtt_conn_t *c)
     unsigned long oe = ERR_peek_error();
     char reason[200] = "connection closed during the handshake";
     if (oe) ERR_error_string_n(oe, reason, sizeof reason);
-    log_info(NULL, "mqtt: TLS handshake with %s failed: %s%s%s", c->peer, reason,
-             c->srv->opts.ca_path ? " (clients must trust " : "",
-             c->srv->opts.ca_path ? c->srv->opts.ca_path : "");
-    if (c->srv->opts.ca_path) log_info(NULL, "mqtt: (see docs/mqtt.md for the CA options of each client)");
+    /* Say what usually causes it: a client that does not trust the CA, or one not using TLS. */
+    const char *ca = c->srv->opts.ca_path ? c->srv->opts.ca_path : "devhost's ca.pem";
+    int why = ERR_GET_REASON(oe);
+    if (why == SSL_R_TLSV1_ALERT_UNKNOWN_CA || why == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+        why == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN || why == SSL_R_TLSV1_ALERT_DECRYPT_ERROR)
+        log_info(NULL, "mqtt: TLS handshake with %s failed: %s; the client does not trust devhost's "
+                 "CA: give it %s (docs/mqtt.md)", c->peer, reason, ca);
+    else if (why == SSL_R_WRONG_VERSION_NUMBER || why == SSL_R_HTTP_REQUEST || why == SSL_R_UNSUPPORTED_PROTOCOL)
+        log_info(NULL, "mqtt: TLS handshake with %s failed: %s; the client is not speaking TLS (devices "
+                 "connect with mqtts and trust %s)", c->peer, reason, ca);
+    else
+        log_info(NULL, "mqtt: TLS handshake with %s failed: %s", c->peer, reason);
     destroy(c);
 }
 
@@ -298,7 +316,7 @@ static void do_read(mqtt_conn_t *c)
 {
     mqtt_server_t *s = c->srv;
     int turns = 0;
-    while (c->fd >= 0 && !c->paused && (c->state == CONN_WAIT_CONNECT || c->state == CONN_ACTIVE)) {
+    while (can_read(c)) {
         if (turns++ == READS_PER_TURN) {
             make_ready(c); /* more may be waiting: come back after the others had a turn */
             return;
@@ -352,7 +370,7 @@ static void conn_io(mqtt_conn_t *c, uint32_t events)
 
 static void accept_all(mqtt_server_t *s)
 {
-    for (int i = 0; i < ACCEPTS_PER_TURN && !s->stop; i++) {
+    for (int i = 0; i < ACCEPTS_PER_TURN && !s->stopping; i++) {
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
         int fd = accept4(s->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -479,11 +497,11 @@ static void process_ready(mqtt_server_t *s)
     while (c) {
         mqtt_conn_t *next = c->next_ready;
         c->in_ready = 0;
-        if (c->fd >= 0 && !c->paused && (c->state == CONN_WAIT_CONNECT || c->state == CONN_ACTIVE)) {
+        if (can_read(c)) {
             if (c->in.len > c->in_off) feed(c, NULL, 0);
-            if (c->fd >= 0 && !c->paused) {
+            if (can_read(c)) {
                 do_read(c);
-                if (c->fd >= 0 && !c->in_ready && SSL_has_pending(c->ssl) && !c->paused) make_ready(c);
+                if (can_read(c) && !c->in_ready && SSL_has_pending(c->ssl)) make_ready(c);
             }
             if (c->fd >= 0) {
                 flush(c);
@@ -515,7 +533,7 @@ static void sweep(mqtt_server_t *s, int64_t now)
             if (c->fd >= 0 && c->state == CONN_CLOSING && c->out_off >= c->out.len) destroy(c);
         }
     }
-    if (s->listen_paused && !s->stop) {
+    if (s->listen_paused && !s->stopping) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->lfd};
         if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->lfd, &ev) == 0) s->listen_paused = 0;
     }
@@ -541,6 +559,7 @@ static int all_settled(mqtt_server_t *s)
 
 static void begin_stop(mqtt_server_t *s)
 {
+    s->stopping = 1;
     epoll_ctl(s->ep, EPOLL_CTL_DEL, s->lfd, NULL);
     close(s->lfd);
     s->lfd = -1;
@@ -555,7 +574,6 @@ static void *loop(void *arg)
     mqtt_server_t *s = arg;
     struct epoll_event evs[256];
     int64_t next_sweep = mqtt_now_ms() + SWEEP_MS, stop_deadline = 0;
-    int stopping = 0;
     for (;;) {
         int timeout = s->ready ? 0 : SWEEP_MS;
         int n = epoll_wait(s->ep, evs, 256, timeout);
@@ -584,16 +602,15 @@ static void *loop(void *arg)
         pthread_mutex_lock(&s->lock);
         int stop = s->stop;
         pthread_mutex_unlock(&s->lock);
-        if (stop && !stopping) {
-            stopping = 1;
+        if (stop && !s->stopping) {
             stop_deadline = now + STOP_GRACE_MS;
             begin_stop(s);
         }
-        if (stopping && s->all && (all_settled(s) || now >= stop_deadline)) {
+        if (s->stopping && s->all && (all_settled(s) || now >= stop_deadline)) {
             while (s->all) destroy(s->all);
             free_dead(s);
         }
-        if (stopping && !s->all && s->outstanding == 0) break;
+        if (s->stopping && !s->all && s->outstanding == 0) break;
     }
     return NULL;
 }

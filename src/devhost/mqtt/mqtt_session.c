@@ -334,7 +334,8 @@ void mqtt_session_drain(mqtt_conn_t *c)
                             "without PUBACK so that the device sends it again", c->device_id,
                             st == MQTT_PUB_REFUSED ? "refused" : "not stored");
     }
-    if (c->paused && c->state == CONN_ACTIVE && c->npending <= s->opts.max_inflight / 2) c->paused = 0;
+    if (c->paused && c->state == CONN_ACTIVE && !s->stopping && c->npending <= s->opts.max_inflight / 2)
+        c->paused = 0;
 }
 
 void mqtt_session_end(mqtt_conn_t *c, int publish_will)
