@@ -341,10 +341,6 @@ static void *commands(void *arg)
         pthread_mutex_unlock(&T.lock);
         if (j) finish(j, mode);
         if (strncmp(line, "kick ", 5) == 0) mqtt_server_disconnect_device(server, line + 5);
-        cJSON *ack = cJSON_CreateObject(); /* tests wait for this before relying on the command */
-        cJSON_AddStringToObject(ack, "event", "command");
-        cJSON_AddStringToObject(ack, "line", line);
-        emit(ack);
         if (strcmp(line, "stats") == 0) {
             mqtt_server_stats_t st;
             mqtt_server_stats(server, &st);
@@ -359,6 +355,10 @@ static void *commands(void *arg)
             cJSON_AddNumberToObject(o, "protocolErrors", (double)st.protocol_errors);
             emit(o);
         }
+        cJSON *ack = cJSON_CreateObject(); /* last: tests wait for it before relying on the command */
+        cJSON_AddStringToObject(ack, "event", "command");
+        cJSON_AddStringToObject(ack, "line", line);
+        emit(ack);
     }
     return NULL;
 }
