@@ -58,7 +58,8 @@ node -e '
   const perConn = (r.serverRssKb.idle - r.serverRssKb.before) / r.connected;
   console.log(`connections ${r.connected}/${r.connections} in ${r.connectSeconds} s; ` +
     `${r.ratePerSecond} msgs/s sustained for ${r.durationSeconds.toFixed(1)} s (${r.ackedDuringLoad} acknowledged); ` +
-    `PUBACK p50 ${r.pubackMs.p50} ms, p99 ${r.pubackMs.p99} ms; server CPU ${r.serverCpuUsPerMessage} µs/msg; ` +
+    `PUBACK p50 ${r.pubackMs.p50} ms, p99 ${r.pubackMs.p99} ms (steady ${r.steadyPubackMs.p50}/${r.steadyPubackMs.p99}, ` +
+    `bursts ${r.burstPubackMs.p50}/${r.burstPubackMs.p99}); server CPU ${r.serverCpuUsPerMessage} µs/msg; ` +
     `RSS ${(r.serverRssKb.before / 1024).toFixed(1)} MiB before, ${(r.serverRssKb.idle / 1024).toFixed(1)} MiB idle ` +
     `(${perConn.toFixed(1)} KiB per idle connection), ${(r.serverRssKb.afterLoad / 1024).toFixed(1)} MiB after load`);
   if (r.connected !== r.connections || r.acked !== r.sent || r.disconnected) process.exit(1);

@@ -49,6 +49,7 @@ typedef struct conn {
     size_t    out_off;
     unsigned  next_id;
     double    sent_at[RING];
+    unsigned char burst[RING];  /* 1 when that packet id was sent in a burst */
     unsigned  inflight;
     double    next_send;
     unsigned  seq;
@@ -62,8 +63,11 @@ static struct {
 static conn_t *C;
 static int ep;
 static SSL_CTX *ctx;
-static double *lat;
-static size_t nlat, caplat;
+typedef struct lats {
+    double *v;
+    size_t  n, cap;
+} lats_t;
+static lats_t lat_all, lat_steady, lat_burst;
 static unsigned long long sent, acked, connect_fail, disconnected;
 
 static double now_s(void)
@@ -222,6 +226,15 @@ static void flush(conn_t *c)
     set_events(c, EPOLLIN);
 }
 
+static void lat_add(lats_t *l, double ms)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 65536;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = ms;
+}
+
 static void on_packet(conn_t *c, const mqtt_packet_t *p)
 {
     if (p->type == MQTT_CONNACK) {
@@ -233,12 +246,9 @@ static void on_packet(conn_t *c, const mqtt_packet_t *p)
         }
         c->state = C_ACTIVE;
     } else if (p->type == MQTT_PUBACK) {
-        double t = now_s() - c->sent_at[p->u.id % RING];
-        if (nlat == caplat) {
-            caplat = caplat ? caplat * 2 : 65536;
-            lat = realloc(lat, caplat * sizeof *lat);
-        }
-        lat[nlat++] = t * 1000.0;
+        double ms = (now_s() - c->sent_at[p->u.id % RING]) * 1000.0;
+        lat_add(&lat_all, ms);
+        lat_add(c->burst[p->u.id % RING] ? &lat_burst : &lat_steady, ms);
         acked++;
         c->inflight--;
     }
@@ -320,7 +330,7 @@ static void on_event(conn_t *c, uint32_t ev)
     if (c->state != C_DONE && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))) do_read(c);
 }
 
-static void publish_one(conn_t *c)
+static void publish_one(conn_t *c, int burst)
 {
     if (c->state != C_ACTIVE) return;
     if (c->inflight >= RING) return; /* never reuse a slot still waiting */
@@ -335,6 +345,7 @@ static void publish_one(conn_t *c)
     mqtt_publish_t p = {{topic, strlen(topic)}, 1, 0, 0, id, (uint8_t *)body, (size_t)bl};
     mqtt_put_publish(&c->out, &p);
     c->sent_at[id % RING] = now_s();
+    c->burst[id % RING] = (unsigned char)burst;
     c->inflight++;
     sent++;
 }
@@ -351,14 +362,14 @@ static void pump(double until, int load, double t0)
         for (int i = 0; i < O.n; i++) {
             conn_t *c = &C[i];
             if (c->state != C_ACTIVE || t < c->next_send) continue;
-            publish_one(c);
+            publish_one(c, 0);
             c->next_send += 1.0;
             flush(c);
         }
         if (O.burst_every_s > 0 && t >= next_burst) {
             for (int k = 0; k < O.burst_devices && k < O.n; k++) {
                 conn_t *c = &C[rand() % O.n];
-                for (int j = 0; j < O.burst_size; j++) publish_one(c);
+                for (int j = 0; j < O.burst_size; j++) publish_one(c, 1);
                 if (c->state == C_ACTIVE) flush(c);
             }
             next_burst += O.burst_every_s;
@@ -372,11 +383,11 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double pct(double p)
+static double pct(lats_t *l, double p)
 {
-    if (!nlat) return 0;
-    size_t i = (size_t)ceil(p / 100.0 * (double)nlat);
-    return lat[i ? i - 1 : 0];
+    if (!l->n) return 0;
+    size_t i = (size_t)ceil(p / 100.0 * (double)l->n);
+    return l->v[i ? i - 1 : 0];
 }
 
 int main(int argc, char **argv)
@@ -455,15 +466,20 @@ int main(int argc, char **argv)
     while (acked < sent && now_s() < drain_until) pump(now_s() + 0.1, 0, 0);
     long rss_load = O.server_pid ? proc_rss_kb(O.server_pid) : -1;
 
-    qsort(lat, nlat, sizeof *lat, cmp);
+    lats_t *ls[] = {&lat_all, &lat_steady, &lat_burst};
+    for (int i = 0; i < 3; i++)
+        if (ls[i]->n) qsort(ls[i]->v, ls[i]->n, sizeof *ls[i]->v, cmp);
     printf("{\"connections\":%d,\"connected\":%d,\"connectFailures\":%llu,\"disconnected\":%llu,"
            "\"connectSeconds\":%.2f,\"durationSeconds\":%.2f,\"sent\":%llu,\"acked\":%llu,"
            "\"sentDuringLoad\":%llu,\"ackedDuringLoad\":%llu,\"ratePerSecond\":%.1f,"
            "\"pubackMs\":{\"p50\":%.2f,\"p99\":%.2f,\"max\":%.2f},"
+           "\"steadyPubackMs\":{\"p50\":%.2f,\"p99\":%.2f},\"burstPubackMs\":{\"p50\":%.2f,\"p99\":%.2f},"
            "\"serverRssKb\":{\"before\":%ld,\"idle\":%ld,\"afterLoad\":%ld},"
            "\"serverCpuSeconds\":%.3f,\"serverCpuUsPerMessage\":%.1f}\n",
            O.n, active, connect_fail, disconnected, connect_s, t1 - t0, sent, acked, sent_load, acked_load,
-           t1 > t0 ? (double)acked_load / (t1 - t0) : 0.0, pct(50), pct(99), nlat ? lat[nlat - 1] : 0.0, rss0,
+           t1 > t0 ? (double)acked_load / (t1 - t0) : 0.0, pct(&lat_all, 50), pct(&lat_all, 99),
+           lat_all.n ? lat_all.v[lat_all.n - 1] : 0.0, pct(&lat_steady, 50), pct(&lat_steady, 99),
+           pct(&lat_burst, 50), pct(&lat_burst, 99), rss0,
            rss_idle, rss_load, cpu1 - cpu0, acked_load ? (cpu1 - cpu0) * 1e6 / (double)acked_load : 0.0);
     for (int i = 0; i < O.n; i++) {
         if (C[i].state == C_ACTIVE) {
@@ -482,7 +498,7 @@ int main(int argc, char **argv)
         buf_free(&C[i].in);
     }
     free(C);
-    free(lat);
+    for (int i = 0; i < 3; i++) free(ls[i]->v);
     SSL_CTX_free(ctx);
     return acked == sent && active == O.n ? 0 : 1;
 }
