@@ -13,18 +13,8 @@
 #include <string.h>
 
 #include "devhost/mqtt/mqtt_iothub.h"
+#include "mqtt_test_str.h"
 
-static mqtt_str_t S(const char *s)
-{
-    mqtt_str_t r = {s, strlen(s)};
-    return r;
-}
-
-static void assert_str(mqtt_str_t s, const char *want)
-{
-    assert_int_equal(s.len, strlen(want));
-    assert_memory_equal(s.s, want, s.len);
-}
 
 static void test_username(void **state)
 {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "devhost/mqtt/mqtt_packet.h"
+#include "mqtt_test_str.h"
 
 #define MAXREM (1024 * 1024)
 
@@ -32,17 +33,6 @@ static void expect_malformed(const uint8_t *b, size_t n)
     assert_int_equal(used, 0);
 }
 
-static mqtt_str_t S(const char *s)
-{
-    mqtt_str_t r = {s, strlen(s)};
-    return r;
-}
-
-static void assert_str(mqtt_str_t s, const char *want)
-{
-    assert_int_equal(s.len, strlen(want));
-    assert_memory_equal(s.s, want, s.len);
-}
 
 /* CONNECT from the standard's example (3.1.2.10, 3.1.3): client id, Will, user name,
  * password; then our serialiser must produce exactly those bytes. */

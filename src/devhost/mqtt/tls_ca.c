@@ -233,27 +233,20 @@ static X509 *issue(EVP_PKEY *key, const char *cn, long days, X509 *issuer, EVP_P
     return x;
 }
 
-static int create_ca(const char *dir, const char *ca_path, const char *key_path, X509 **ca,
-                     EVP_PKEY **ca_key, char *err, size_t errlen)
+/* Generate a key, issue its certificate (self-signed when issuer is NULL) and save both,
+ * the key first (0600). On success *cert and *key are the caller's. */
+static int new_pair(const char *dir, const char *cert_path, const char *key_path, const char *cn,
+                    long days, X509 *issuer, EVP_PKEY *issuer_key, const int *nids,
+                    const char *const *vals, X509 **cert, EVP_PKEY **key, char *err, size_t errlen)
 {
     EVP_PKEY *k = EVP_EC_gen("P-256");
-    if (!k) return fail(err, errlen, "cannot generate the CA key");
-    unsigned char r[4];
-    char cn[96];
-    if (RAND_bytes(r, sizeof r) != 1) {
-        EVP_PKEY_free(k);
-        return fail(err, errlen, "no randomness for the CA name");
-    }
-    /* A random tag tells apart the CAs of several data folders in one trust store. */
-    snprintf(cn, sizeof cn, "Enviromon devhost local CA %02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
-    static const int nids[] = {NID_basic_constraints, NID_key_usage, NID_subject_key_identifier, 0};
-    static const char *const vals[] = {"critical,CA:TRUE,pathlen:0", "critical,keyCertSign,cRLSign", "hash"};
-    X509 *x = issue(k, cn, CA_DAYS, NULL, k, nids, vals);
+    if (!k) return fail(err, errlen, "cannot generate a key for %s", cert_path);
+    X509 *x = issue(k, cn, days, issuer, issuer ? issuer_key : k, nids, vals);
     char *kp = x ? key_to_pem(k) : NULL, *cp = x ? cert_to_pem(x) : NULL;
     int rc = -1;
-    if (!kp || !cp) fail(err, errlen, "cannot create the CA certificate");
+    if (!kp || !cp) fail(err, errlen, "cannot issue the certificate %s", cert_path);
     else if (write_file(dir, key_path, kp, 0600, err, errlen) == 0 &&
-             write_file(dir, ca_path, cp, 0644, err, errlen) == 0)
+             write_file(dir, cert_path, cp, 0644, err, errlen) == 0)
         rc = 0;
     if (kp) OPENSSL_cleanse(kp, strlen(kp));
     free(kp);
@@ -263,9 +256,22 @@ static int create_ca(const char *dir, const char *ca_path, const char *key_path,
         EVP_PKEY_free(k);
         return -1;
     }
-    *ca = x;
-    *ca_key = k;
+    *cert = x;
+    *key = k;
     return 0;
+}
+
+static int create_ca(const char *dir, const char *ca_path, const char *key_path, X509 **ca,
+                     EVP_PKEY **ca_key, char *err, size_t errlen)
+{
+    unsigned char r[4];
+    char cn[96];
+    if (RAND_bytes(r, sizeof r) != 1) return fail(err, errlen, "no randomness for the CA name");
+    /* A random tag tells apart the CAs of several data folders in one trust store. */
+    snprintf(cn, sizeof cn, "Enviromon devhost local CA %02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+    static const int nids[] = {NID_basic_constraints, NID_key_usage, NID_subject_key_identifier, 0};
+    static const char *const vals[] = {"critical,CA:TRUE,pathlen:0", "critical,keyCertSign,cRLSign", "hash"};
+    return new_pair(dir, ca_path, key_path, cn, CA_DAYS, NULL, NULL, nids, vals, ca, ca_key, err, errlen);
 }
 
 static int load_ca(const char *ca_path, const char *key_path, X509 **ca, EVP_PKEY **ca_key,
@@ -326,32 +332,14 @@ static int server_usable(X509 *x, EVP_PKEY *k, X509 *ca)
 static int issue_server(const char *dir, const char *cert_path, const char *key_path, X509 *ca,
                         EVP_PKEY *ca_key, X509 **cert, EVP_PKEY **key, char *err, size_t errlen)
 {
-    EVP_PKEY *k = EVP_EC_gen("P-256");
-    if (!k) return fail(err, errlen, "cannot generate the server key");
     static const int nids[] = {NID_basic_constraints, NID_key_usage, NID_ext_key_usage,
                                NID_subject_alt_name, NID_subject_key_identifier,
                                NID_authority_key_identifier, 0};
     static const char *const vals[] = {"critical,CA:FALSE", "critical,digitalSignature",
                                        "serverAuth", "DNS:localhost,IP:127.0.0.1,IP:::1",
                                        "hash", "keyid:always"};
-    X509 *x = issue(k, "localhost", SERVER_DAYS, ca, ca_key, nids, vals);
-    char *kp = x ? key_to_pem(k) : NULL, *cp = x ? cert_to_pem(x) : NULL;
-    int rc = -1;
-    if (!kp || !cp) fail(err, errlen, "cannot issue the server certificate");
-    else if (write_file(dir, key_path, kp, 0600, err, errlen) == 0 &&
-             write_file(dir, cert_path, cp, 0644, err, errlen) == 0)
-        rc = 0;
-    if (kp) OPENSSL_cleanse(kp, strlen(kp));
-    free(kp);
-    free(cp);
-    if (rc != 0) {
-        X509_free(x);
-        EVP_PKEY_free(k);
-        return -1;
-    }
-    *cert = x;
-    *key = k;
-    return 0;
+    return new_pair(dir, cert_path, key_path, "localhost", SERVER_DAYS, ca, ca_key, nids, vals, cert,
+                    key, err, errlen);
 }
 
 int tls_ca_ensure(const char *data_dir, tls_ca_t *out, char *err, size_t errlen)
