@@ -10,7 +10,7 @@
  * PUBACK latency = PUBLISH written → PUBACK read, per message. With --server-pid, the
  * server's RSS (before connecting and when idle) and CPU time (over phase 2) are read from
  * /proc. Devices come from --devices FILE (lines "id base64key"; keys never on the command
- * line); SAS tokens are made here (HMAC-SHA256 over the URL-encoded resource + "\n" + expiry).
+ * line); SAS tokens are made with the local IoT Hub's sas.h.
  * Prints one JSON object with the results. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -20,7 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,12 +28,15 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "devhost/iothub/registry.h"
+#include "devhost/iothub/sas.h"
 #include "devhost/mqtt/mqtt_packet.h"
+#include "util/base64.h"
 #include "util/buf.h"
-#include "util/hmac.h"
 
 #define RING 4096 /* per connection: send times of the last RING packet ids */
 
@@ -105,43 +108,18 @@ static double proc_cpu_s(int pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static char *pct_encode_lower(const char *s)
-{
-    buf_t b = BUF_INIT;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-_.~", c))
-            buf_putc(&b, (char)c);
-        else
-            buf_printf(&b, "%%%02x", c);
-    }
-    return buf_steal(&b);
-}
-
+/* A device token for 24 h, made the way the C SDK makes it (lowercase percent-encoding). */
 static char *make_sas(const char *id, const char *key_b64)
 {
     unsigned char key[128];
     size_t kl = strlen(key_b64);
-    int n = EVP_DecodeBlock(key, (const unsigned char *)key_b64, (int)kl);
-    if (n < 0 || kl % 4) return NULL;
-    if (kl && key_b64[kl - 1] == '=') n--;
-    if (kl > 1 && key_b64[kl - 2] == '=') n--;
-    char res[512];
+    long n = kl / 4 * 3 <= sizeof key ? base64_decode(key_b64, kl, key) : -1;
+    char res[512], sr[1024], tok[2048];
     snprintf(res, sizeof res, "%s.azure-devices.net/devices/%s", O.hub, id);
-    char *sr = pct_encode_lower(res);
-    long long se = (long long)time(NULL) + 24 * 3600;
-    buf_t msg = BUF_INIT, tok = BUF_INIT;
-    buf_printf(&msg, "%s\n%lld", sr, se);
-    unsigned char mac[HMAC_SHA256_LEN];
-    char b64[64];
-    hmac_sha256(key, (size_t)n, msg.data, msg.len, mac);
-    EVP_EncodeBlock((unsigned char *)b64, mac, HMAC_SHA256_LEN);
-    char *sig = pct_encode_lower(b64);
-    buf_printf(&tok, "SharedAccessSignature sr=%s&sig=%s&se=%lld", sr, sig, se);
-    free(sr);
-    free(sig);
-    buf_free(&msg);
-    return buf_steal(&tok);
+    if (n <= 0 || iothub_sas_url_encode(res, 0, sr, sizeof sr) < 0 ||
+        iothub_sas_make(sr, key, (size_t)n, (long long)time(NULL) + 24 * 3600, NULL, tok, sizeof tok) != 0)
+        return NULL;
+    return strdup(tok);
 }
 
 static int load_devices(void)
@@ -157,6 +135,11 @@ static int load_devices(void)
     while (i < O.n && fscanf(f, "%255s %255s", id, key) == 2) {
         C[i].id = strdup(id);
         C[i].password = make_sas(id, key);
+        if (!C[i].password) {
+            fprintf(stderr, "mqtt_load: the key of %s is not base64\n", id);
+            fclose(f);
+            return -1;
+        }
         buf_t u = BUF_INIT;
         buf_printf(&u, "%s.azure-devices.net/%s/?api-version=2021-04-12&DeviceClientType=enviromon-bench", O.hub, id);
         C[i].user = buf_steal(&u);
@@ -390,8 +373,44 @@ static double pct(lats_t *l, double p)
     return l->v[i ? i - 1 : 0];
 }
 
+/* `--make-devices N DIR FILE`: register N devices bench-0001.. in the local IoT Hub of data
+ * folder DIR (written in one go with the registry's own formatter, rather than N runs of
+ * `devhost device add`, each of which fsyncs) and write their "id key" lines to FILE. */
+static int make_devices(int n, const char *dir, const char *file)
+{
+    iothub_device_t *d = calloc((size_t)n, sizeof *d);
+    FILE *f = fopen(file, "w");
+    if (!d || !f) {
+        fprintf(stderr, "mqtt_load: cannot create %s\n", file);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        unsigned char k[64];
+        RAND_bytes(k, sizeof k);
+        snprintf(d[i].id, sizeof d[i].id, "bench-%04d", i + 1);
+        snprintf(d[i].generation_id, sizeof d[i].generation_id, "63900000000%08d", i + 1);
+        snprintf(d[i].created, sizeof d[i].created, "2026-01-01T00:00:00Z");
+        base64_encode(k, 32, d[i].primary);
+        base64_encode(k + 32, 32, d[i].secondary);
+        fprintf(f, "%s %s\n", d[i].id, d[i].primary);
+    }
+    fclose(f);
+    char path[4096];
+    snprintf(path, sizeof path, "mkdir -p '%s/iothub'", dir);
+    char *text = iothub_registry_format(d, (size_t)n);
+    int rc = text && system(path) == 0 ? 0 : 1;
+    snprintf(path, sizeof path, "%s/iothub/devices.json", dir);
+    FILE *r = rc == 0 ? fopen(path, "w") : NULL;
+    if (!r || fchmod(fileno(r), 0600) != 0 || fputs(text, r) < 0 || fclose(r) != 0) rc = 1; /* it holds keys */
+    free(text);
+    free(d);
+    if (rc) fprintf(stderr, "mqtt_load: cannot write %s\n", path);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "--make-devices") == 0) return make_devices(atoi(argv[2]), argv[3], argv[4]);
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--host")) O.host = v;

@@ -5,6 +5,11 @@
  *       [--hub NAME] [--connect-timeout-ms N] [--max-inflight N] [--max-keepalive-s N]
  *       [--ack-delay-ms N] [--skew-s N (clock skew allowed after a token's se, default 300)]
  *       [--quiet 1 (no message/completed lines: benchmarks)]
+ *   mqtt_testhub --data DIR --iothub 1 [--hub NAME] [--port N] ...
+ *       the same endpoint with the real local IoT Hub of DIR as its backend
+ *       (src/devhost/mqtt/mqtt_hub_backend.c): devices from its registry (`devhost device
+ *       add`), messages appended to its partition logs (read them back with
+ *       `iothub_server --data DIR --dump`); no message/completed lines, no hold/fail.
  *
  * Keys never go on the command line. The backend checks SAS tokens as IoT Hub does (HMAC
  * over `sr` as sent, `sr` naming {hub}.azure-devices.net/devices/{id}, `se` in the future)
@@ -37,9 +42,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "devhost/mqtt/mqtt_hub_backend.h"
 #include "devhost/mqtt/mqtt_server.h"
 #include "devhost/mqtt/tls_ca.h"
-#include "util/hmac.h"
+#include "devhost/iothub/sas.h"
+#include "util/base64.h"
 #include "util/log.h"
 
 typedef struct device {
@@ -49,7 +56,6 @@ typedef struct device {
 } device_t;
 
 typedef struct job {
-    mqtt_done_fn   done;
     void          *token;
     long long      due_ms;
     long long      seq;
@@ -92,40 +98,7 @@ static void emit(cJSON *o)
     free(s);
 }
 
-/* ---- SAS check (the local IoT Hub's, reduced to what these tests need) ------------------ */
-
-static int hexv(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-static char *pct_decode(const char *s, size_t n)
-{
-    char *o = malloc(n + 1);
-    size_t j = 0;
-    if (!o) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
-            o[j++] = (char)(hexv(s[i + 1]) << 4 | hexv(s[i + 2]));
-            i += 2;
-        } else {
-            o[j++] = s[i];
-        }
-    }
-    o[j] = '\0';
-    return o;
-}
-
-static int b64_decode(const char *in, unsigned char *out, size_t cap)
-{
-    size_t n = strlen(in);
-    if (n == 0 || n % 4 || n / 4 * 3 > cap) return -1;
-    int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
-    if (len < 0) return -1;
-    if (n >= 1 && in[n - 1] == '=') len--;
-    if (n >= 2 && in[n - 2] == '=') len--;
-    return len;
-}
+/* ---- SAS check: the local IoT Hub's (sas.h) against the in-memory device list ----------- */
 
 static device_t *find_device(const char *id)
 {
@@ -135,65 +108,28 @@ static device_t *find_device(const char *id)
 }
 
 static mqtt_auth_t authenticate(void *ctx, const char *device_id, const char *username,
-                                const char *password, int64_t *expires_at, char *why, size_t whylen)
+                                const char *password, int64_t *expires_at, void **session, char *why,
+                                size_t whylen)
 {
     (void)ctx;
+    (void)session;
     (void)username; /* the server checked it against the hub and the client id */
+    iothub_sas_t t;
+    if (iothub_sas_parse(password, strlen(password), &t, why, whylen) != IOTHUB_SAS_OK)
+        return MQTT_AUTH_BAD_CREDENTIALS;
     device_t *d = find_device(device_id);
     if (!d) {
         snprintf(why, whylen, "no such device");
         return MQTT_AUTH_NOT_AUTHORISED;
     }
-    static const char pre[] = "SharedAccessSignature ";
-    if (strncmp(password, pre, sizeof pre - 1) != 0) {
-        snprintf(why, whylen, "the password is not a SAS token");
-        return MQTT_AUTH_BAD_CREDENTIALS;
-    }
-    const char *sr = NULL, *sig = NULL, *se = NULL;
-    size_t srn = 0, sign = 0, sen = 0;
-    for (const char *p = password + sizeof pre - 1; *p;) {
-        const char *amp = strchr(p, '&');
-        size_t n = amp ? (size_t)(amp - p) : strlen(p);
-        if (n > 3 && strncmp(p, "sr=", 3) == 0) { sr = p + 3; srn = n - 3; }
-        else if (n > 4 && strncmp(p, "sig=", 4) == 0) { sig = p + 4; sign = n - 4; }
-        else if (n > 3 && strncmp(p, "se=", 3) == 0) { se = p + 3; sen = n - 3; }
-        p += n + (amp ? 1 : 0);
-    }
-    if (!sr || !sig || !se) {
-        snprintf(why, whylen, "the SAS token lacks sr, sig or se");
-        return MQTT_AUTH_BAD_CREDENTIALS;
-    }
-    char *res = pct_decode(sr, srn), *sigd = pct_decode(sig, sign);
-    char expect[512];
-    snprintf(expect, sizeof expect, "%s/devices/%s", T.hub_host, device_id);
-    long long exp = strtoll(se, NULL, 10);
-    mqtt_auth_t rc = MQTT_AUTH_NOT_AUTHORISED;
-    unsigned char mac[HMAC_SHA256_LEN], given[64];
-    char *msg = malloc(srn + sen + 2);
-    if (!res || !sigd || !msg) {
-        snprintf(why, whylen, "out of memory");
-        rc = MQTT_AUTH_UNAVAILABLE;
-    } else if (strcasecmp(res, expect) != 0) {
-        snprintf(why, whylen, "the token is for another resource");
-    } else if (exp <= (long long)time(NULL)) {
-        snprintf(why, whylen, "the token has expired");
-    } else {
-        memcpy(msg, sr, srn);
-        msg[srn] = '\n';
-        memcpy(msg + srn + 1, se, sen);
-        int gl = b64_decode(sigd, given, sizeof given);
-        if (hmac_sha256(d->key, (size_t)d->key_len, msg, srn + 1 + sen, mac) == 0 &&
-            gl == HMAC_SHA256_LEN && CRYPTO_memcmp(mac, given, HMAC_SHA256_LEN) == 0) {
-            rc = MQTT_AUTH_OK;
-            *expires_at = exp + T.skew_s;
-        } else {
-            snprintf(why, whylen, "the signature does not match the device key");
-        }
-    }
-    free(msg);
-    free(res);
-    free(sigd);
-    return rc;
+    char path[300];
+    snprintf(path, sizeof path, "devices/%s", device_id);
+    /* The hub allows IOTHUB_SAS_SKEW_S after se; --skew-s narrows that for expiry tests. */
+    time_t now = time(NULL) + (IOTHUB_SAS_SKEW_S - T.skew_s);
+    if (iothub_sas_check(&t, T.hub_host, path, d->key, (size_t)d->key_len, now, why, whylen) != IOTHUB_SAS_OK)
+        return MQTT_AUTH_NOT_AUTHORISED;
+    *expires_at = t.se + T.skew_s;
+    return MQTT_AUTH_OK;
 }
 
 /* ---- publish: print, then complete from the worker ----------------------------------- */
@@ -235,19 +171,19 @@ static void print_message(long long seq, const mqtt_message_t *m)
     emit(o);
 }
 
-static void publish(void *ctx, const mqtt_message_t *m, mqtt_done_fn done, void *token)
+static void publish(void *ctx, void *session, const mqtt_message_t *m, void *token)
 {
     (void)ctx;
+    (void)session;
     job_t *j = calloc(1, sizeof *j);
     if (!j) {
-        done(token, MQTT_PUB_FAILED);
+        mqtt_server_publish_done(token, MQTT_PUB_FAILED);
         return;
     }
     pthread_mutex_lock(&T.lock);
     j->seq = ++T.seq;
     pthread_mutex_unlock(&T.lock);
     if (!T.quiet) print_message(j->seq, m);
-    j->done = done;
     j->token = token;
     j->due_ms = now_ms() + T.ack_delay_ms;
     pthread_mutex_lock(&T.lock);
@@ -261,7 +197,7 @@ static void publish(void *ctx, const mqtt_message_t *m, mqtt_done_fn done, void 
 /* Complete j (taken off the queue) and report it. Called without T.lock. */
 static void finish(job_t *j, mqtt_pub_status_t st)
 {
-    j->done(j->token, st);
+    mqtt_server_publish_done(j->token, st);
     if (T.quiet) {
         free(j);
         return;
@@ -377,7 +313,8 @@ static int load_devices(void)
         T.devices = nd;
         device_t *d = &T.devices[T.ndevices];
         d->id = strdup(item);
-        d->key_len = b64_decode(eq + 1, d->key, sizeof d->key);
+        size_t kl = strlen(eq + 1);
+        d->key_len = kl / 4 * 3 <= sizeof d->key ? (int)base64_decode(eq + 1, kl, d->key) : -1;
         if (d->key_len <= 0) {
             fprintf(stderr, "mqtt_testhub: the key of %s is not base64\n", item);
             free(d->id);
@@ -394,6 +331,7 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *data = NULL, *hub = "enviromon";
+    int use_iothub = 0;
     mqtt_server_opts_t o;
     mqtt_server_opts_default(&o);
     o.port = 0;
@@ -408,6 +346,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--ack-delay-ms") == 0) T.ack_delay_ms = atoi(v);
         else if (strcmp(a, "--skew-s") == 0) T.skew_s = atoi(v);
         else if (strcmp(a, "--quiet") == 0) T.quiet = atoi(v);
+        else if (strcmp(a, "--iothub") == 0) use_iothub = atoi(v);
         else {
             fprintf(stderr, "mqtt_testhub: unknown option %s\n", a);
             return 2;
@@ -441,8 +380,18 @@ int main(int argc, char **argv)
     o.hub_host = T.hub_host;
     o.ssl_ctx = ctx;
     o.ca_path = ca.ca_path;
-    o.backend.authenticate = authenticate;
-    o.backend.publish = publish;
+    iothub_t *ih = NULL;
+    if (use_iothub) {
+        iothub_opts_t ho = {.data_dir = data, .name = hub};
+        if (!(ih = iothub_open(&ho, err, sizeof err))) {
+            fprintf(stderr, "mqtt_testhub: %s\n", err);
+            return 1;
+        }
+        mqtt_hub_backend(ih, &o.backend);
+    } else {
+        o.backend.authenticate = authenticate;
+        o.backend.publish = publish;
+    }
     pthread_t wth, cth;
     pthread_create(&wth, NULL, worker, NULL);
     server = mqtt_server_start(&o, err, sizeof err);
@@ -458,6 +407,7 @@ int main(int argc, char **argv)
     cJSON_AddStringToObject(l, "ca", ca.ca_path);
     cJSON_AddBoolToObject(l, "createdCa", ca.created_ca);
     cJSON_AddBoolToObject(l, "issuedCert", ca.issued_cert);
+    cJSON_AddStringToObject(l, "backend", ih ? "iothub" : "memory");
     emit(l);
 
     int sig = 0;
@@ -468,6 +418,7 @@ int main(int argc, char **argv)
     pthread_cond_signal(&T.cond);
     pthread_mutex_unlock(&T.lock);
     mqtt_server_stop(server);
+    if (ih) iothub_close(ih); /* after the server: it awaits every completion first */
     pthread_mutex_lock(&T.lock);
     T.stop = 1;
     pthread_cond_signal(&T.cond);

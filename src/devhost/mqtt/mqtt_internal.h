@@ -46,6 +46,7 @@ typedef struct mqtt_conn {
     conn_state_t      state;
     char              peer[64];      /* "127.0.0.1:54321" for log lines */
     char             *device_id;     /* set by an accepted CONNECT (checked charset) */
+    void             *session;       /* the backend's state for this connection, or NULL */
     buf_t             in;            /* bytes of an incomplete packet, or unprocessed ones */
     size_t            in_off;
     buf_t             out;           /* bytes to write */
@@ -108,9 +109,6 @@ void mqtt_conn_close(mqtt_conn_t *c, log_level_t level, const char *fmt, ...)
 /* Make c the connection of c->device_id, closing the one it replaces. -1: out of memory. */
 int mqtt_conn_claim_device(mqtt_conn_t *c);
 
-/* The backend's completion callback (any thread). */
-void mqtt_publish_done(void *token, mqtt_pub_status_t status);
-
 /* ---- the session (mqtt_session.c) ----------------------------------------------------- */
 
 /* Handle one parsed packet. Returns 0, or -1 when c is closing. */
@@ -119,8 +117,8 @@ int mqtt_session_packet(mqtt_conn_t *c, const mqtt_packet_t *p);
 /* c's completions changed: send the PUBACKs now due, in order; close on a failure. */
 void mqtt_session_drain(mqtt_conn_t *c);
 
-/* c is being closed: publish its Will unless it disconnected cleanly (graceful = 1 or the
- * server is stopping), and detach its messages in flight. */
+/* c is being closed: detach its messages in flight, publish its Will when publish_will (not
+ * after DISCONNECT, not when the server stops) and release the backend's session. */
 void mqtt_session_end(mqtt_conn_t *c, int publish_will);
 
 #endif

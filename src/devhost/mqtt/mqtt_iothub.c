@@ -210,15 +210,3 @@ int mqtt_hub_filter_ok(const char *device_id, mqtt_str_t filter)
     return filter.len == pl + idl + ql && memcmp(filter.s, pre, pl) == 0 &&
            memcmp(filter.s + pl, device_id, idl) == 0 && memcmp(filter.s + pl + idl, post, ql) == 0;
 }
-
-int mqtt_hub_device_id_ok(mqtt_str_t id)
-{
-    if (id.len == 0 || id.len > 128) return 0;
-    for (size_t i = 0; i < id.len; i++) {
-        unsigned char c = (unsigned char)id.s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              (c != 0 && strchr("-:.+%_#*?!(),=@;$'", c))))
-            return 0;
-    }
-    return 1;
-}

@@ -75,10 +75,6 @@ int mqtt_hub_decode_bag(mqtt_str_t bag, char *scratch, size_t scratch_len, mqtt_
  * (accepted so that SDKs can enable them; nothing is ever published to them). */
 int mqtt_hub_filter_ok(const char *device_id, mqtt_str_t filter);
 
-/* 1 when id is a device id IoT Hub allows: 1 to 128 characters of
- * [A-Za-z0-9-:.+%_#*?!(),=@;$']. Ids are checked before they reach a log line. */
-int mqtt_hub_device_id_ok(mqtt_str_t id);
-
 /* 1 when s equals the NUL-terminated t exactly / ignoring ASCII case. */
 int mqtt_str_eq(mqtt_str_t s, const char *t);
 int mqtt_str_caseeq(mqtt_str_t s, const char *t);

@@ -5,7 +5,7 @@
  * Memory per idle connection is kept small on purpose: OpenSSL releases its record buffers
  * while idle (SSL_MODE_RELEASE_BUFFERS), reads go through one loop-wide buffer, and a
  * connection's own in/out buffers exist only while a packet is partial or a write is
- * pending. Threading: everything here runs on the loop thread except mqtt_publish_done,
+ * pending. Threading: everything here runs on the loop thread except mqtt_server_publish_done,
  * mqtt_server_disconnect_device, mqtt_server_stats and mqtt_server_stop, which only touch
  * fields under srv->lock or atomics and wake the loop through its eventfd. */
 #define _GNU_SOURCE /* accept4 */
@@ -431,7 +431,7 @@ static void accept_all(mqtt_server_t *s)
 
 /* ---- completions, kicks, timers --------------------------------------------------------- */
 
-void mqtt_publish_done(void *token, mqtt_pub_status_t status)
+void mqtt_server_publish_done(void *token, mqtt_pub_status_t status)
 {
     mqtt_pending_t *p = token;
     mqtt_server_t *s = p->srv;

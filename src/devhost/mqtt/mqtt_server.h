@@ -9,9 +9,9 @@
  * backend's (the local IoT Hub), reached through mqtt_backend_t. See docs/mqtt.md for what
  * devices may do and what is not supported.
  *
- * Threading: the backend's authenticate and publish are called on the loop thread and must
- * not block for long (publish only queues the message); the completion `done` may be called
- * from any thread, before or after publish returns. */
+ * Threading: the backend's authenticate, publish and release are called on the loop thread
+ * and must not block for long (publish only queues the message); mqtt_server_publish_done may
+ * be called from any thread, before or after publish returns. */
 #ifndef ENVIROMON_MQTT_SERVER_H
 #define ENVIROMON_MQTT_SERVER_H
 
@@ -49,24 +49,29 @@ typedef struct mqtt_message {
     int                 will;       /* 1 for a Will message sent because the device vanished */
 } mqtt_message_t;
 
-/* Completion of one publish: exactly once per publish call, from any thread. */
-typedef void (*mqtt_done_fn)(void *token, mqtt_pub_status_t status);
-
 typedef struct mqtt_backend {
     void *ctx;
     /* Check a device's SAS token (password, NUL-terminated; never log it). username is the
      * CONNECT user name as sent; the server has already checked that it names this hub and
-     * device_id (client id = device id) and no module. On MQTT_AUTH_OK,
-     * *expires_at may be set to when the token stops being valid (Unix seconds, clock-skew
-     * allowance included; 0 = never): the connection is closed then, as IoT Hub does, and
-     * the SDK reconnects with a fresh token. why
-     * receives a reason for devhost's log (never the token). */
+     * device_id (client id = device id) and no module. On MQTT_AUTH_OK the backend may set
+     * *session to its own state for this connection (handed to publish, then to release) and
+     * *expires_at to when the token stops being valid (Unix seconds, clock-skew allowance
+     * included; 0 = never): the connection is closed then, as IoT Hub does, and the SDK
+     * reconnects with a fresh token. why receives a reason for devhost's log (never the
+     * token). */
     mqtt_auth_t (*authenticate)(void *ctx, const char *device_id, const char *username,
-                                const char *password, int64_t *expires_at, char *why, size_t whylen);
-    /* Append a message to the device's partition (asynchronously) and call done(token, ...)
-     * once it is durable or has failed. */
-    void (*publish)(void *ctx, const mqtt_message_t *m, mqtt_done_fn done, void *token);
+                                const char *password, int64_t *expires_at, void **session,
+                                char *why, size_t whylen);
+    /* Append a message to the device's partition (asynchronously) and call
+     * mqtt_server_publish_done(token, ...) exactly once, from any thread, before or after
+     * returning, once it is durable or has failed. */
+    void (*publish)(void *ctx, void *session, const mqtt_message_t *m, void *token);
+    /* The connection of session is gone (optional; never called for a NULL session). */
+    void (*release)(void *ctx, void *session);
 } mqtt_backend_t;
+
+/* A backend's completion of one publish (thread-safe). */
+void mqtt_server_publish_done(void *token, mqtt_pub_status_t status);
 
 typedef struct mqtt_server_opts {
     const char    *host;              /* listen address, default "127.0.0.1" */

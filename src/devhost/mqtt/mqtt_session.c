@@ -15,6 +15,7 @@
 
 #include <openssl/crypto.h>
 
+#include "devhost/iothub/registry.h"
 #include "devhost/mqtt/mqtt_internal.h"
 
 /* Copy s for a log line: printable ASCII only (others become '?'), at most 64 bytes. */
@@ -102,7 +103,7 @@ static int check_identity(mqtt_conn_t *c, const mqtt_connect_t *k, int64_t *expi
     why[0] = '\0';
     char *user = dup_str(k->username);
     mqtt_auth_t a = user ? s->opts.backend.authenticate(s->opts.backend.ctx, c->device_id, user, pw,
-                                                        expires_at, why, whylen)
+                                                        expires_at, &c->session, why, whylen)
                          : MQTT_AUTH_UNAVAILABLE;
     free(user);
     OPENSSL_cleanse(pw, k->password.len);
@@ -134,12 +135,16 @@ static int on_connect(mqtt_conn_t *c, const mqtt_connect_t *k)
 {
     mqtt_server_t *s = c->srv;
     if (!k->supported) return refuse(c, MQTT_CONNACK_BAD_PROTOCOL, "not MQTT 3.1.1 (protocol level 4)");
-    if (!mqtt_hub_device_id_ok(k->client_id))
-        return refuse(c, MQTT_CONNACK_ID_REJECTED, "the client identifier is not a device id "
-                      "(1-128 characters of A-Z a-z 0-9 -:.+%_#*?!(),=@;$')");
-    c->device_id = dup_str(k->client_id);
-    if (!c->device_id) return refuse(c, MQTT_CONNACK_UNAVAILABLE, "out of memory");
-    char why[256];
+    char why[300];
+    char *id = dup_str(k->client_id);
+    if (!id) return refuse(c, MQTT_CONNACK_UNAVAILABLE, "out of memory");
+    if (!iothub_device_id_valid(id, why, sizeof why)) { /* before the id reaches any log line */
+        free(id);
+        char line[400];
+        snprintf(line, sizeof line, "the client identifier is not a device id: %s", why);
+        return refuse(c, MQTT_CONNACK_ID_REJECTED, line);
+    }
+    c->device_id = id;
     unsigned rc;
     int64_t expires_at = 0;
     if (check_identity(c, k, &expires_at, &rc, why, sizeof why) != 0) {
@@ -168,8 +173,8 @@ static int on_connect(mqtt_conn_t *c, const mqtt_connect_t *k)
 }
 
 /* Hand one message to the backend; its PUBACK (QoS 1) waits at the end of the FIFO. */
-static void submit(mqtt_server_t *s, mqtt_conn_t *c, const char *device_id, const mqtt_props_t *props,
-                   const void *body, size_t len, int qos, unsigned id, int will)
+static void submit(mqtt_server_t *s, mqtt_conn_t *c, void *session, const char *device_id,
+                   const mqtt_props_t *props, const void *body, size_t len, int qos, unsigned id, int will)
 {
     mqtt_pending_t *p = calloc(1, sizeof *p);
     if (!p) {
@@ -190,7 +195,7 @@ static void submit(mqtt_server_t *s, mqtt_conn_t *c, const char *device_id, cons
     s->outstanding++;
     atomic_fetch_add(&s->st_messages, 1);
     mqtt_message_t m = {device_id, props, body, len, qos, will};
-    s->opts.backend.publish(s->opts.backend.ctx, &m, mqtt_publish_done, p);
+    s->opts.backend.publish(s->opts.backend.ctx, session, &m, p);
 }
 
 /* Decode a telemetry topic's bag into s->scratch, adding the properties IoT Hub stamps on
@@ -254,7 +259,7 @@ static int on_publish(mqtt_conn_t *c, const mqtt_publish_t *p)
                  "bytes, body and properties)", props.size + p->payload_len);
         return violation(c, line);
     }
-    submit(s, c, c->device_id, &props, p->payload, p->payload_len, p->qos, p->id, 0);
+    submit(s, c, c->session, c->device_id, &props, p->payload, p->payload_len, p->qos, p->id, 0);
     return c->state == CONN_CLOSING ? -1 : 0;
 }
 
@@ -338,10 +343,9 @@ void mqtt_session_drain(mqtt_conn_t *c)
         c->paused = 0;
 }
 
-void mqtt_session_end(mqtt_conn_t *c, int publish_will)
+/* Messages still with the backend complete later; their PUBACKs have nowhere to go. */
+static void detach_pending(mqtt_conn_t *c)
 {
-    mqtt_server_t *s = c->srv;
-    /* Messages still with the backend complete later; their PUBACKs have nowhere to go. */
     for (mqtt_pending_t *p = c->phead, *next; p; p = next) {
         next = p->next;
         p->next = NULL;
@@ -350,7 +354,12 @@ void mqtt_session_end(mqtt_conn_t *c, int publish_will)
     }
     c->phead = c->ptail = NULL;
     c->npending = 0;
-    if (!publish_will || !c->has_will) return;
+}
+
+/* Send c's Will as telemetry (it exists only after an accepted CONNECT). */
+static void send_will(mqtt_conn_t *c)
+{
+    mqtt_server_t *s = c->srv;
     c->has_will = 0;
     mqtt_str_t topic = {c->will_topic.data, c->will_topic.len}, id, bag;
     mqtt_props_t props;
@@ -366,6 +375,15 @@ void mqtt_session_end(mqtt_conn_t *c, int publish_will)
         return;
     }
     log_info(NULL, "mqtt: sending the Will of device %s", c->device_id);
-    submit(s, NULL, c->device_id, &props, c->will_payload.data ? c->will_payload.data : "",
+    submit(s, NULL, c->session, c->device_id, &props, c->will_payload.data ? c->will_payload.data : "",
            c->will_payload.len, 1, 0, 1);
+}
+
+void mqtt_session_end(mqtt_conn_t *c, int publish_will)
+{
+    mqtt_server_t *s = c->srv;
+    detach_pending(c);
+    if (publish_will && c->has_will) send_will(c);
+    if (c->session && s->opts.backend.release) s->opts.backend.release(s->opts.backend.ctx, c->session);
+    c->session = NULL;
 }
