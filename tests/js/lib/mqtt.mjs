@@ -148,7 +148,11 @@ export function connectPacket(deviceId, key, over = {}) {
 export async function connected(hub, deviceId, key, over = {}) {
   const c = await rawClient(hub.port, hub.caPem);
   c.send(connectPacket(deviceId, key, over));
-  const ack = await c.waitPacket('connack', `CONNACK for ${deviceId}`);
+  const ack = await waitFor(() => {
+    const p = c.packets.find((x) => x.cmd === 'connack');
+    if (!p && c.isClosed()) throw new Error(`connection of ${deviceId} closed before CONNACK`);
+    return p;
+  }, { what: `CONNACK for ${deviceId}` });
   if (ack.returnCode !== 0) throw new Error(`CONNACK ${ack.returnCode} for ${deviceId}`);
   return c;
 }
