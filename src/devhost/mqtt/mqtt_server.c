@@ -151,6 +151,15 @@ static void destroy(mqtt_conn_t *c)
     if (c->prev) c->prev->next = c->next;
     else s->all = c->next;
     if (c->next) c->next->prev = c->prev;
+    if (c->in_ready) { /* it is freed at the end of this turn: off the ready list too */
+        for (mqtt_conn_t **pp = &s->ready; *pp; pp = &(*pp)->next_ready) {
+            if (*pp == c) {
+                *pp = c->next_ready;
+                break;
+            }
+        }
+        c->in_ready = 0;
+    }
     c->next = s->dead;
     s->dead = c;
 }
