@@ -282,8 +282,7 @@ int sr_client_audience(const sr_conn_t *c, const char *hub, char *out, size_t ou
     return fits(snprintf(out, outlen, "%s://%s/client/?hub=%s", c->scheme, c->host, h), outlen) ? 0 : -1;
 }
 
-/* Percent-encode one path segment (RFC 3986 unreserved kept). */
-static void put_segment(buf_t *b, const char *s)
+void sr_put_path_segment(buf_t *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -305,13 +304,13 @@ int sr_rest_send_path(const char *hub, const char *user_id, const char *group, c
     if (group && !*group) return -1;
     buf_t b = BUF_INIT;
     buf_puts(&b, "/api/hubs/");
-    put_segment(&b, h);
+    sr_put_path_segment(&b, h);
     if (user_id) {
         buf_puts(&b, "/users/");
-        put_segment(&b, user_id);
+        sr_put_path_segment(&b, user_id);
     } else if (group) {
         buf_puts(&b, "/groups/");
-        put_segment(&b, group);
+        sr_put_path_segment(&b, group);
     }
     buf_puts(&b, "/:send?api-version=2022-06-01");
     int rc = (!b.oom && b.len < outlen) ? 0 : -1;

@@ -39,6 +39,10 @@ int sr_client_audience(const sr_conn_t *c, const char *hub, char *out, size_t ou
  * used only when user_id is NULL): "/api/hubs/{hub lower}[/users/{u}|/groups/{g}]/:send?api-version=2022-06-01",
  * segments percent-encoded. Returns 0, or -1 (empty names, does not fit). */
 int sr_rest_send_path(const char *hub, const char *user_id, const char *group, char *out, size_t outlen);
+/* Append s to b as one percent-encoded URL path segment (RFC 3986 unreserved characters
+ * kept), for building REST paths with user, group and connection names. */
+struct buf;
+void sr_put_path_segment(struct buf *b, const char *s);
 /* Full REST URL: request base + path_query (which starts with '/'). */
 int sr_rest_url(const sr_conn_t *c, const char *path_query, char *out, size_t outlen);
 /* REST audience: {scheme}://{host}{path_query} (no port). For "/api/v1/..." paths the query
