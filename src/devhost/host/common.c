@@ -1,0 +1,141 @@
+/* common.c — helpers shared by the devhost host modules (see common.h). */
+#include "devhost/host/common.h"
+
+#include "util/buf.h"
+#include "util/utf8.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+int dh_uuid4(char out[37])
+{
+    unsigned char r[16];
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+        if (n <= 0) return -1;
+        got += (size_t)n;
+    }
+    r[6] = (unsigned char)((r[6] & 0x0F) | 0x40);
+    r[8] = (unsigned char)((r[8] & 0x3F) | 0x80);
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[r[i] >> 4];
+        out[o++] = hex[r[i] & 15];
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int64_t dh_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t dh_now_ms(void) { return dh_now_ns() / 1000000; }
+
+void dh_utc_now_iso(char out[40])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char base[24];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 40, "%.19s.%07dZ", base, (int)(ts.tv_nsec / 100) % 10000000);
+}
+
+cJSON *dh_wire_string(const char *s)
+{
+    buf_t b = BUF_INIT;
+    buf_put_json_string(&b, s ? s : "");
+    cJSON *item = b.oom ? NULL : cJSON_CreateString(buf_str(&b));
+    buf_free(&b);
+    return item;
+}
+
+int dh_json_set_ci(cJSON *obj, const char *key, cJSON *value)
+{
+    if (!value) return -1;
+    cJSON *old = cJSON_GetObjectItem(obj, key); /* ASCII case-insensitive */
+    if (old) {
+        value->string = old->string ? strdup(old->string) : NULL;
+        if ((old->string && !value->string) || !cJSON_ReplaceItemViaPointer(obj, old, value)) {
+            cJSON_Delete(value);
+            return -1;
+        }
+        return 0;
+    }
+    if (!cJSON_AddItemToObject(obj, key, value)) { cJSON_Delete(value); return -1; }
+    return 0;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+char *dh_pct_decode(const char *s, size_t n, int plus_is_space, int *has_nul)
+{
+    char *out = malloc(n + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    if (has_nul) *has_nul = 0;
+    for (size_t i = 0; i < n; i++) {
+        int h, l;
+        if (s[i] == '%' && i + 2 < n && (h = hexval((unsigned char)s[i + 1])) >= 0 &&
+            (l = hexval((unsigned char)s[i + 2])) >= 0) {
+            char c = (char)(h * 16 + l);
+            if (c == '\0' && has_nul) *has_nul = 1;
+            out[o++] = c ? c : '?';
+            i += 2;
+        } else if (s[i] == '+' && plus_is_space) {
+            out[o++] = ' ';
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+void dh_put_number(buf_t *b, double v)
+{
+    if (!isfinite(v)) { buf_puts(b, v != v ? "NaN" : v > 0 ? "Infinity" : "-Infinity"); return; }
+    if (v == floor(v) && fabs(v) < 1e15) { buf_printf(b, "%.0f", v); return; }
+    char tmp[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v) break;
+    }
+    buf_puts(b, tmp);
+}
+
+void dh_put_utf8_lossy(buf_t *b, const char *s, size_t n)
+{
+    size_t i = 0, run = 0;
+    while (i < n) {
+        size_t len = utf8_seq_len(s + i, n - i);
+        if (len && s[i] != '\0') {
+            i += len;
+            continue;
+        }
+        buf_append(b, s + run, i - run);
+        buf_puts(b, "\xEF\xBF\xBD"); /* U+FFFD */
+        i++;
+        run = i;
+    }
+    buf_append(b, s + run, n - run);
+}

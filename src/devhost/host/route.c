@@ -1,0 +1,461 @@
+/* route.c — route templates and matching (see route.h). */
+#include "devhost/host/route.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <regex.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_SEGMENTS 64
+
+typedef enum { C_INT, C_LONG, C_BOOL, C_GUID, C_ALPHA, C_DOUBLE, C_DATETIME, C_MIN, C_MAX, C_RANGE,
+               C_MINLEN, C_MAXLEN, C_LENGTH, C_REGEX, C_REQUIRED } ckind_t;
+
+typedef struct {
+    ckind_t kind;
+    long long a, b;      /* numeric arguments */
+    regex_t  re;         /* C_REGEX */
+} cons_t;
+
+typedef struct {
+    int     literal;     /* 1: text is a literal; 0: a parameter named text */
+    char   *text;
+    int     optional;    /* {x?} */
+    int     catch_all;   /* {*x} */
+    char   *def;         /* {x=default} */
+    cons_t *cons;
+    size_t  ncons;
+} seg_t;
+
+struct dh_route {
+    seg_t  seg[MAX_SEGMENTS];
+    size_t n;
+    size_t nparams;
+};
+
+static void seg_free(seg_t *s)
+{
+    free(s->text);
+    free(s->def);
+    for (size_t i = 0; i < s->ncons; i++)
+        if (s->cons[i].kind == C_REGEX) regfree(&s->cons[i].re);
+    free(s->cons);
+}
+
+void dh_route_free(dh_route_t *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->n; i++) seg_free(&r->seg[i]);
+    free(r);
+}
+
+/* .NET regex shorthands that POSIX ERE lacks, inside and outside brackets. */
+static char *translate_regex(const char *in)
+{
+    size_t cap = strlen(in) * 12 + 1;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    size_t o = 0;
+    int in_bracket = 0;
+    for (const char *p = in; *p; p++) {
+        const char *rep = NULL;
+        if (*p == '\\' && p[1]) {
+            switch (p[1]) {
+            case 'd': rep = in_bracket ? "0-9" : "[0-9]"; break;
+            case 'w': rep = in_bracket ? "A-Za-z0-9_" : "[A-Za-z0-9_]"; break;
+            case 's': rep = in_bracket ? "[:space:]" : "[[:space:]]"; break;
+            case 'D': rep = in_bracket ? NULL : "[^0-9]"; break;
+            case 'W': rep = in_bracket ? NULL : "[^A-Za-z0-9_]"; break;
+            default: break;
+            }
+            if (rep) {
+                size_t rl = strlen(rep);
+                memcpy(out + o, rep, rl);
+                o += rl;
+                p++;
+                continue;
+            }
+            out[o++] = *p++;
+            out[o++] = *p;
+            continue;
+        }
+        if (*p == '[') in_bracket = 1;
+        else if (*p == ']') in_bracket = 0;
+        out[o++] = *p;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int parse_ll(const char *s, size_t n, long long *v)
+{
+    char buf[32];
+    if (n == 0 || n >= sizeof buf) return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *end;
+    errno = 0;
+    *v = strtoll(buf, &end, 10);
+    return (errno || *end) ? -1 : 0;
+}
+
+/* Parse one constraint "name" or "name(args)" of length n. */
+static int parse_constraint(const char *s, size_t n, cons_t *c, const char *tmpl, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    const char *paren = memchr(s, '(', n);
+    size_t nl = paren ? (size_t)(paren - s) : n;
+    const char *args = paren ? paren + 1 : NULL;
+    size_t al = paren ? n - nl - 2 : 0;
+    if (paren && s[n - 1] != ')') goto bad;
+    static const struct { const char *name; ckind_t kind; int nargs; } table[] = {
+        {"int", C_INT, 0}, {"long", C_LONG, 0}, {"bool", C_BOOL, 0}, {"guid", C_GUID, 0},
+        {"alpha", C_ALPHA, 0}, {"double", C_DOUBLE, 0}, {"float", C_DOUBLE, 0}, {"decimal", C_DOUBLE, 0},
+        {"datetime", C_DATETIME, 0}, {"min", C_MIN, 1}, {"max", C_MAX, 1}, {"range", C_RANGE, 2},
+        {"minlength", C_MINLEN, 1}, {"maxlength", C_MAXLEN, 1}, {"length", C_LENGTH, -1},
+        {"regex", C_REGEX, -2}, {"required", C_REQUIRED, 0},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (strlen(table[i].name) != nl || strncasecmp(table[i].name, s, nl) != 0) continue;
+        c->kind = table[i].kind;
+        int want = table[i].nargs;
+        if (want == 0) {
+            if (paren) goto bad;
+            return 0;
+        }
+        if (!paren) goto bad;
+        if (want == -2) {               /* regex(expr) */
+            char *raw = strndup(args, al);
+            char *tr = raw ? translate_regex(raw) : NULL;
+            int rc = tr ? regcomp(&c->re, tr, REG_EXTENDED | REG_ICASE | REG_NOSUB) : -1;
+            free(raw);
+            free(tr);
+            if (rc != 0) {
+                snprintf(err, errlen, "route '%s': the regex constraint '%.*s' is not a regular expression "
+                         "devhost can use (POSIX extended syntax plus \\d \\w \\s)", tmpl, (int)n, s);
+                return -1;
+            }
+            return 0;
+        }
+        const char *comma = memchr(args, ',', al);
+        if (comma) {
+            if (want == 1 || parse_ll(args, (size_t)(comma - args), &c->a) != 0 ||
+                parse_ll(comma + 1, al - (size_t)(comma - args) - 1, &c->b) != 0)
+                goto bad;
+        } else {
+            if (want == 2 || parse_ll(args, al, &c->a) != 0) goto bad;
+            if (c->kind == C_LENGTH) c->b = c->a; /* length(n) = exactly n */
+        }
+        return 0;
+    }
+    snprintf(err, errlen, "route '%s': unknown constraint '%.*s' (devhost knows int, long, bool, guid, alpha, "
+             "double, float, decimal, datetime, min, max, range, minlength, maxlength, length, regex, required)",
+             tmpl, (int)n, s);
+    return -1;
+bad:
+    snprintf(err, errlen, "route '%s': constraint '%.*s' has the wrong arguments", tmpl, (int)n, s);
+    return -1;
+}
+
+/* Parse "{...}" content (without braces) into a parameter segment. */
+static int parse_param(const char *s, size_t n, seg_t *seg, const char *tmpl, char *err, size_t errlen)
+{
+    size_t i = 0;
+    if (i < n && s[i] == '*') { seg->catch_all = 1; i++; if (i < n && s[i] == '*') i++; }
+    size_t name_start = i;
+    while (i < n && s[i] != ':' && s[i] != '=' && s[i] != '?') i++;
+    if (i == name_start) {
+        snprintf(err, errlen, "route '%s': a parameter without a name", tmpl);
+        return -1;
+    }
+    for (size_t k = name_start; k < i; k++) {
+        if (!(isalnum((unsigned char)s[k]) || s[k] == '_' || s[k] == '-')) {
+            snprintf(err, errlen, "route '%s': parameter name '%.*s' may contain only letters, digits, '_' and '-'",
+                     tmpl, (int)(i - name_start), s + name_start);
+            return -1;
+        }
+    }
+    seg->text = strndup(s + name_start, i - name_start);
+    if (!seg->text) { snprintf(err, errlen, "out of memory"); return -1; }
+    while (i < n && s[i] == ':') {
+        size_t cs = ++i;
+        int depth = 0;
+        while (i < n) {
+            if (s[i] == '\\' && i + 1 < n) { i += 2; continue; }
+            if (s[i] == '(') depth++;
+            else if (s[i] == ')') depth--;
+            else if (depth == 0 && (s[i] == ':' || s[i] == '=' || s[i] == '?')) break;
+            i++;
+        }
+        cons_t *nc = realloc(seg->cons, (seg->ncons + 1) * sizeof *nc);
+        if (!nc) { snprintf(err, errlen, "out of memory"); return -1; }
+        seg->cons = nc;
+        if (parse_constraint(s + cs, i - cs, &seg->cons[seg->ncons], tmpl, err, errlen) != 0) return -1;
+        seg->ncons++;
+    }
+    if (i < n && s[i] == '=') {
+        seg->def = strndup(s + i + 1, n - i - 1);
+        if (!seg->def) { snprintf(err, errlen, "out of memory"); return -1; }
+        i = n;
+    }
+    if (i < n && s[i] == '?') { seg->optional = 1; i++; }
+    if (i != n) {
+        snprintf(err, errlen, "route '%s': cannot read the parameter '{%.*s}'", tmpl, (int)n, s);
+        return -1;
+    }
+    if (seg->catch_all && seg->optional) {
+        snprintf(err, errlen, "route '%s': a catch-all parameter cannot be marked optional", tmpl);
+        return -1;
+    }
+    return 0;
+}
+
+dh_route_t *dh_route_parse(const char *tmpl, char *err, size_t errlen)
+{
+    dh_route_t *r = calloc(1, sizeof *r);
+    if (!r) { snprintf(err, errlen, "out of memory"); return NULL; }
+    const char *p = tmpl;
+    if (p[0] == '~' && p[1] == '/') p += 2;
+    while (*p == '/') p++;
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (r->n == MAX_SEGMENTS) {
+            snprintf(err, errlen, "route '%s': more than %d segments", tmpl, MAX_SEGMENTS);
+            goto fail;
+        }
+        seg_t *seg = &r->seg[r->n++];
+        const char *ob = memchr(p, '{', n), *cb = memchr(p, '}', n);
+        if (!ob && !cb) {
+            seg->literal = 1;
+            if (!(seg->text = strndup(p, n))) { snprintf(err, errlen, "out of memory"); goto fail; }
+        } else if (p[0] == '{' && p[n - 1] == '}' && n >= 2 && !memchr(p + 1, '{', n - 2)) {
+            if (parse_param(p + 1, n - 2, seg, tmpl, err, errlen) != 0) goto fail;
+            for (size_t i = 0; i + 1 < r->n; i++) {
+                if (!r->seg[i].literal && strcasecmp(r->seg[i].text, seg->text) == 0) {
+                    snprintf(err, errlen, "route '%s': the parameter '%s' appears twice", tmpl, seg->text);
+                    goto fail;
+                }
+            }
+            r->nparams++;
+        } else if (ob && (!cb || cb < ob)) {
+            snprintf(err, errlen, "route '%s': a '{' without its '}'", tmpl);
+            goto fail;
+        } else {
+            snprintf(err, errlen, "route '%s': segment '%.*s' mixes text and parameters; devhost supports one "
+                     "parameter per path segment", tmpl, (int)n, p);
+            goto fail;
+        }
+        p += n;
+        if (*p == '/') p++;
+        if (*p == '/') {
+            snprintf(err, errlen, "route '%s': empty segment ('//')", tmpl);
+            goto fail;
+        }
+    }
+    /* Catch-all last; optional parameters (or defaults) only followed by more of them. */
+    for (size_t i = 0; i < r->n; i++) {
+        seg_t *s = &r->seg[i];
+        if (s->catch_all && i + 1 != r->n) {
+            snprintf(err, errlen, "route '%s': a catch-all parameter ({*%s}) must be the last segment", tmpl, s->text);
+            goto fail;
+        }
+        if (!s->literal && (s->optional || s->def)) {
+            for (size_t j = i + 1; j < r->n; j++) {
+                seg_t *t = &r->seg[j];
+                if (t->literal || !(t->optional || t->def || t->catch_all)) {
+                    snprintf(err, errlen, "route '%s': the optional parameter '%s' may only be followed by "
+                             "optional parameters", tmpl, s->text);
+                    goto fail;
+                }
+            }
+        }
+    }
+    return r;
+fail:
+    dh_route_free(r);
+    return NULL;
+}
+
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80) n++;
+    return n;
+}
+
+static int is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)s[i])) return 0;
+    return 1;
+}
+
+static int guid_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 32) return is_hex(v, 32);
+    if ((n == 38 && ((v[0] == '{' && v[37] == '}') || (v[0] == '(' && v[37] == ')')))) { v++; n = 36; }
+    if (n != 36) return 0;
+    return is_hex(v, 8) && v[8] == '-' && is_hex(v + 9, 4) && v[13] == '-' && is_hex(v + 14, 4) &&
+           v[18] == '-' && is_hex(v + 19, 4) && v[23] == '-' && is_hex(v + 24, 12);
+}
+
+static int datetime_ok(const char *v)
+{
+    /* yyyy-mm-dd, optionally followed by [T ]hh:mm[:ss[.f+]] and Z or ±hh:mm. */
+    int y, mo, d, used = 0;
+    if (sscanf(v, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3 || used != 10) return 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31) return 0;
+    const char *p = v + 10;
+    if (!*p) return 1;
+    if (*p != 'T' && *p != ' ') return 0;
+    int h, mi;
+    if (sscanf(p + 1, "%2d:%2d%n", &h, &mi, &used) != 2 || used != 5 || h > 23 || mi > 59) return 0;
+    p += 6;
+    if (*p == ':') {
+        if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2])) return 0;
+        p += 3;
+        if (*p == '.') { p++; if (!isdigit((unsigned char)*p)) return 0; while (isdigit((unsigned char)*p)) p++; }
+    }
+    if (*p == 'Z') p++;
+    else if (*p == '+' || *p == '-') {
+        if (sscanf(p + 1, "%2d:%2d%n", &h, &mi, &used) != 2 || used != 5) return 0;
+        p += 6;
+    }
+    return *p == '\0';
+}
+
+static int cons_ok(const cons_t *c, const char *v)
+{
+    char *end;
+    errno = 0;
+    switch (c->kind) {
+    case C_INT: case C_LONG: case C_MIN: case C_MAX: case C_RANGE: {
+        if (!*v || isspace((unsigned char)*v)) return 0;
+        long long x = strtoll(v, &end, 10);
+        if (errno || *end) return 0;
+        if (c->kind == C_INT) return x >= INT32_MIN && x <= INT32_MAX;
+        if (c->kind == C_MIN) return x >= c->a;
+        if (c->kind == C_MAX) return x <= c->a;
+        if (c->kind == C_RANGE) return x >= c->a && x <= c->b;
+        return 1;
+    }
+    case C_BOOL: return strcasecmp(v, "true") == 0 || strcasecmp(v, "false") == 0;
+    case C_GUID: return guid_ok(v);
+    case C_ALPHA:
+        if (!*v) return 0;
+        for (const char *p = v; *p; p++)
+            if (!isalpha((unsigned char)*p)) return 0;
+        return 1;
+    case C_DOUBLE: {
+        if (!*v || isspace((unsigned char)*v)) return 0;
+        double d = strtod(v, &end);
+        return !errno && !*end && isfinite(d);
+    }
+    case C_DATETIME: return datetime_ok(v);
+    case C_MINLEN: return (long long)utf8_chars(v) >= c->a;
+    case C_MAXLEN: return (long long)utf8_chars(v) <= c->a;
+    case C_LENGTH: { long long n = (long long)utf8_chars(v); return n >= c->a && n <= c->b; }
+    case C_REGEX: return regexec(&c->re, v, 0, NULL, 0) == 0;
+    case C_REQUIRED: return *v != '\0';
+    }
+    return 0;
+}
+
+static int seg_value_ok(const seg_t *s, const char *v)
+{
+    for (size_t i = 0; i < s->ncons; i++)
+        if (!cons_ok(&s->cons[i], v)) return 0;
+    return 1;
+}
+
+static char *join_segments(char *const *segs, size_t n)
+{
+    size_t len = 1;
+    for (size_t k = 0; k < n; k++) len += strlen(segs[k]) + 1;
+    char *out = malloc(len), *o = out;
+    if (!out) return NULL;
+    for (size_t k = 0; k < n; k++) {
+        if (k) *o++ = '/';
+        size_t l = strlen(segs[k]);
+        memcpy(o, segs[k], l);
+        o += l;
+    }
+    *o = '\0';
+    return out;
+}
+
+int dh_route_match(const dh_route_t *r, char *const *segs, size_t n, cJSON *params)
+{
+    size_t i;
+    for (i = 0; i < r->n; i++) {
+        const seg_t *s = &r->seg[i];
+        if (s->catch_all) break;
+        if (s->literal) {
+            if (i >= n || strcasecmp(s->text, segs[i]) != 0) return 0;
+            continue;
+        }
+        if (i >= n) {
+            if (s->optional || s->def) continue;
+            return 0;
+        }
+        if (!segs[i][0] || !seg_value_ok(s, segs[i])) return 0;
+    }
+    char *rest = NULL;
+    if (i < r->n) {                        /* the catch-all takes what is left */
+        if (i < n && !(rest = join_segments(segs + i, n - i))) return 0;
+        const char *v = rest ? rest : r->seg[i].def;
+        if (v && !seg_value_ok(&r->seg[i], v)) { free(rest); return 0; }
+    } else if (n > r->n) {
+        return 0;
+    }
+    int ok = 1;
+    for (size_t k = 0; params && k < r->n && ok; k++) {
+        const seg_t *s = &r->seg[k];
+        if (s->literal) continue;
+        const char *v = s->catch_all ? rest : (k < n ? segs[k] : NULL);
+        if (!v) v = s->def;
+        cJSON *item = v ? cJSON_CreateString(v) : cJSON_CreateNull();
+        if (!item || !cJSON_AddItemToObject(params, s->text, item)) { cJSON_Delete(item); ok = 0; }
+    }
+    free(rest);
+    return ok;
+}
+
+static int rank(const seg_t *s)
+{
+    if (s->literal) return 1;
+    if (s->catch_all) return 5;
+    if (s->optional || s->def) return 4;
+    return s->ncons ? 2 : 3;
+}
+
+int dh_route_cmp(const dh_route_t *a, const dh_route_t *b)
+{
+    size_t n = a->n < b->n ? a->n : b->n;
+    for (size_t i = 0; i < n; i++) {
+        int ra = rank(&a->seg[i]), rb = rank(&b->seg[i]);
+        if (ra != rb) return ra - rb;
+    }
+    /* More segments first: "a/b" is more specific than "a" followed by optionals. */
+    return (int)b->n - (int)a->n;
+}
+
+size_t dh_route_param_count(const dh_route_t *r) { return r->nparams; }
+
+const char *dh_route_param_name(const dh_route_t *r, size_t i)
+{
+    for (size_t k = 0; k < r->n; k++) {
+        if (r->seg[k].literal) continue;
+        if (i-- == 0) return r->seg[k].text;
+    }
+    return NULL;
+}
