@@ -1,8 +1,10 @@
-/* devhost — Enviromon's local stack.
+/* devhost — Enviromon's local stack. This file is the command line only.
  *
- * Subcommands: `signalr` runs the local SignalR Service alone (signalr_service.h);
- * `start` and `device add` belong to the devhost issue and are not implemented yet.
- * SIGINT/SIGTERM stop the service gracefully (clients get a close message) and exit 0. */
+ * Subcommands: `start` runs the function app as `func start` does (host/host.h: the handler,
+ * HTTP triggers, bindings, the dashboard folder, the local SignalR Service when needed);
+ * `signalr` runs the local SignalR Service alone (signalr/signalr_service.h); `device ...`
+ * manages the local IoT Hub's devices (iothub/device_cli.h). SIGINT/SIGTERM stop `start` and
+ * `signalr` gracefully and exit 0. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -10,18 +12,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devhost/host/host.h"
 #include "devhost/iothub/device_cli.h"
 #include "devhost/signalr/signalr_service.h"
 #include "util/log.h"
 
+#include <curl/curl.h>
+
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: devhost signalr [--connection-string STR] [--host ADDR] [--port N]\n"
+            "usage: devhost start [--script-root DIR] [--port N] [--cors ORIGINS] [--cors-credentials]\n"
+            "                     [--enable-auth] [--data DIR]\n"
+            "       devhost signalr [--connection-string STR] [--host ADDR] [--port N]\n"
             "                       [--ping-interval-ms N] [--poll-timeout-ms N]\n"
             "                       [--handshake-timeout-ms N] [--max-queue-bytes N] [--threads N]\n"
-            "       devhost start            (not implemented yet)\n"
             "       devhost device add|list|show|remove|regenerate-key|token ...  (devhost device --help)\n"
+            "\n"
+            "start: runs the function app in DIR (default: the current directory) as `func start` does:\n"
+            "  reads host.json, */function.json and local.settings.json, starts the custom handler,\n"
+            "  serves the HTTP functions at http://localhost:7071/api/... (Host.LocalHttpPort or --port),\n"
+            "  the dashboard/ folder at /, /admin/host/status, and the local SignalR Service in-process when\n"
+            "  the SignalR connection string names localhost and nothing listens there.\n"
+            "  --cors and --cors-credentials override Host.CORS / Host.CORSCredentials; --enable-auth enforces\n"
+            "  authLevel with keys generated once into the data folder (--data, default .devhost/).\n"
+            "  See docs/devhost.md.\n"
             "\n"
             "signalr: the local Azure SignalR Service (serverless REST API + client endpoint).\n"
             "  The connection string comes from --connection-string, else AzureSignalRConnectionString,\n"
@@ -106,6 +121,57 @@ static int run_signalr(int argc, char **argv)
     return 0;
 }
 
+/* Options `devhost start` will take when the local IoT Hub lands (issues 9 and 10); parsed here
+ * so that the command line keeps one shape, refused until then. */
+static const char *const START_RESERVED[] = {"--tls", "--mqtt-port", "--hub", "--partitions", NULL};
+
+static int run_start(int argc, char **argv)
+{
+    dh_host_opts_t o = {.cors_credentials = -1};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
+        if (strcmp(a, "--cors-credentials") == 0) { o.cors_credentials = 1; continue; }
+        if (strcmp(a, "--enable-auth") == 0 || strcmp(a, "--enableAuth") == 0) { o.enable_auth = 1; continue; }
+        int reserved = 0;
+        for (const char *const *r = START_RESERVED; *r; r++) reserved |= strcmp(a, *r) == 0;
+        if (reserved) {
+            fprintf(stderr, "devhost start: %s is not available in this build yet (it comes with the local IoT Hub)\n", a);
+            return 2;
+        }
+        if (!v) { fprintf(stderr, "devhost start: %s needs a value (or is unknown; see devhost --help)\n", a); return 2; }
+        if (strcmp(a, "--script-root") == 0) o.script_root = v;
+        else if (strcmp(a, "--data") == 0) o.data_dir = v;
+        else if (strcmp(a, "--cors") == 0) o.cors = v;
+        else if (strcmp(a, "--port") == 0 || strcmp(a, "-p") == 0) {
+            if (parse_num(a, v, 1, 65535, &n)) return 2;
+            o.port = (int)n;
+        } else {
+            fprintf(stderr, "devhost start: unknown option %s (see devhost --help)\n", a);
+            return 2;
+        }
+        i++;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "devhost start: libcurl failed to initialise\n");
+        return 1;
+    }
+    char err[2048];
+    dh_host_t *h = dh_host_new(&o, err, sizeof err);
+    if (!h) {
+        log_error(NULL, "devhost start: %s", err);
+        curl_global_cleanup();
+        return 1;
+    }
+    /* Plugins (the local IoT Hub's trigger source and device API) register here. */
+    int rc = dh_host_run(h);
+    dh_host_free(h);
+    curl_global_cleanup();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -117,10 +183,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "start") == 0 || strcmp(cmd, "device") == 0) {
-        fprintf(stderr, "devhost %s: not implemented yet (this build provides `devhost signalr` only)\n", cmd);
-        return 2;
-    }
+    if (strcmp(cmd, "start") == 0) return run_start(argc - 2, argv + 2);
     fprintf(stderr, "devhost: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
