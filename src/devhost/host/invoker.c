@@ -62,6 +62,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* Called right before the request goes out on a connection (new or reused): from then on the
+ * handler may have received it, and it must not be sent again. */
+static int on_prereq(void *arg, char *ip, char *local_ip, int port, int local_port)
+{
+    (void)ip; (void)local_ip; (void)port; (void)local_port;
+    *(int *)arg = 1;
+    return CURL_PREREQFUNC_OK;
+}
+
 static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
     (void)a; (void)b; (void)c; (void)d;
@@ -120,13 +129,19 @@ int dh_invoker_post(dh_invoker_t *iv, const char *function, const char *invocati
         curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(h, CURLOPT_XFERINFODATA, iv);
+        int sent = 0;
+        curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(h, CURLOPT_PREREQDATA, &sent);
         CURLcode rc = curl_easy_perform(h);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ans->status);
         curl_slist_free_all(hdrs);
         dh_curl_release(iv->curl, h, rc == CURLE_OK);
         if (rc == CURLE_OK) return 0;
-        if (rc == CURLE_COULDNT_CONNECT && attempt == 0 && dh_supervisor_refused(iv->sup, gen, REFUSED_WAIT_MS))
-            continue; /* never reached the handler, which has just died: wait for the restart, once */
+        /* Refused before anything was sent (not even on a kept-alive connection that then died,
+         * which libcurl retries by itself): the handler has just died and never saw this
+         * request, so it can go to the restarted one, once. Anything else fails, as in the host. */
+        if (rc == CURLE_COULDNT_CONNECT && !sent && attempt == 0 && dh_supervisor_refused(iv->sup, gen, REFUSED_WAIT_MS))
+            continue;
         buf_free(&ans->body);
         if (rc == CURLE_ABORTED_BY_CALLBACK) snprintf(err, errlen, "devhost is stopping");
         else if (rc == CURLE_OPERATION_TIMEDOUT)

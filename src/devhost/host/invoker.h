@@ -5,8 +5,9 @@
  * charset=utf-8, X-Azure-Functions-InvocationId, X-Azure-Functions-HostVersion and
  * User-Agent: Azure-Functions-Host/<version>; keep-alive connections (pooled libcurl handles);
  * waiting for the handler to be ready (an invocation arriving while it (re)starts waits, up to
- * the readiness limit); one transparent retry when the connection is refused because the
- * handler has just died (the request never reached it, so nothing runs twice); the function
+ * the readiness limit); one transparent retry when the connection is refused before the request
+ * was sent anywhere because the handler has just died (it never saw the request, so nothing runs
+ * twice; a request the handler may have received is never re-sent: it fails, as in the host); the function
  * timeout; and aborting in-flight requests when devhost stops. Thread-safe. */
 #ifndef ENVIROMON_DH_INVOKER_H
 #define ENVIROMON_DH_INVOKER_H

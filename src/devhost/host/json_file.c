@@ -48,6 +48,8 @@ static void blank_comments(char *s, size_t n)
     }
 }
 
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
 /* 1 when the text ends inside a string or with brackets still open: cJSON then points at the
  * last token, but the problem is the missing end. */
 static int unterminated(const char *s, size_t n)
@@ -110,18 +112,27 @@ cJSON *dh_json_parse(const char *text, size_t len, const char *shown, char *err,
         }
     }
     if (at) {
+        if (!what && at < body + blen) {
+            /* A trailing comma: cJSON may point at the bracket after it or just past it. */
+            const char *c = at;
+            if (*c != '}' && *c != ']') {
+                while (c > body && is_ws(c[-1])) c--;
+                c = c > body ? c - 1 : c;
+            }
+            const char *q = c;
+            while (q > body && is_ws(q[-1])) q--;
+            if ((*c == '}' || *c == ']') && q > body && q[-1] == ',') {
+                at = c;
+                what = "a trailing comma before it is not allowed in JSON";
+            }
+            while (!what && at < body + blen && is_ws(*at)) at++;
+        }
+        if (!what)
+            what = at >= body + blen ? "unexpected end of file (a missing '}', ']' or '\"'?)" : "this is not valid JSON here";
         int line, col;
         dh_json_position(text, (size_t)(at - body) + skip, &line, &col);
         char ex[24];
         excerpt(at, body + blen, ex, sizeof ex);
-        if (!what) {
-            const char *q = at;
-            while (q > body && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r' || q[-1] == '\n')) q--;
-            if (at >= body + blen) what = "unexpected end of file (a missing '}', ']' or '\"'?)";
-            else if ((*at == '}' || *at == ']') && q > body && q[-1] == ',')
-                what = "a trailing comma before it is not allowed in JSON";
-            else what = "this is not valid JSON here";
-        }
         if (at >= body + blen)
             snprintf(err, errlen, "%s: line %d, column %d: %s", shown, line, col, what);
         else

@@ -1,0 +1,162 @@
+// Helpers for the `devhost start` tests: temporary function apps (script roots) on disk, with the
+// recording handler (recorder-handler.mjs) or the real ./handler; starting devhost on free ports
+// and waiting until /admin/host/status says Running; reading what the recorder saw; and checking
+// that processes are gone.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, waitFor, repoRoot, handlerBin } from './handler.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const devhostBin = process.env.DEVHOST_BIN || path.join(repoRoot, 'build', 'release', 'devhost');
+export const EMULATOR_KEY = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH';
+export const signalrConn = (port, key = EMULATOR_KEY) => `Endpoint=http://localhost;Port=${port};AccessKey=${key};Version=1.0;`;
+
+/** A temporary directory removed by cleanup(). */
+export function tempDir(tag) {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `devhost-${tag}-`));
+}
+
+const writeJson = (p, v) => fs.writeFileSync(p, typeof v === 'string' ? v : JSON.stringify(v, null, 2));
+
+/**
+ * Write a function app into a new temporary script root.
+ *  functions: {Name: functionJson (object or raw text)}
+ *  values: local.settings.json Values; host: its Host section; localSettings: raw text instead
+ *  hostJson: object (default: the recorder as handler) or raw text
+ *  handler: 'recorder' (default) | 'real' (symlink to the built ./handler) | 'none'
+ *  dashboard: {relativePath: content} files of dashboard/
+ * Returns {root, recordFile, behaviourFile, setBehaviour(obj), records(), cleanup()}.
+ */
+export function makeApp({ functions = {}, values = {}, host, localSettings, hostJson, handler = 'recorder', dashboard } = {}) {
+  const root = tempDir('app');
+  const recordFile = path.join(root, 'records.jsonl');
+  const behaviourFile = path.join(root, 'behaviour.json');
+  fs.writeFileSync(recordFile, '');
+  writeJson(behaviourFile, {});
+  if (hostJson === undefined) {
+    hostJson = handler === 'real'
+      ? JSON.parse(fs.readFileSync(path.join(repoRoot, 'host.json'), 'utf8'))
+      : { version: '2.0', customHandler: { description: { defaultExecutablePath: 'node', arguments: ['recorder-handler.mjs'] } },
+          extensions: { http: { routePrefix: 'api' } } };
+  }
+  writeJson(path.join(root, 'host.json'), hostJson);
+  if (handler === 'recorder') fs.copyFileSync(path.join(here, 'recorder-handler.mjs'), path.join(root, 'recorder-handler.mjs'));
+  if (handler === 'real') fs.symlinkSync(handlerBin, path.join(root, 'handler'));
+  for (const [name, fj] of Object.entries(functions)) {
+    fs.mkdirSync(path.join(root, name));
+    writeJson(path.join(root, name, 'function.json'), fj);
+  }
+  if (localSettings !== null) {
+    writeJson(path.join(root, 'local.settings.json'), localSettings ?? {
+      IsEncrypted: false,
+      Values: { FUNCTIONS_WORKER_RUNTIME: 'custom', RECORDER_FILE: recordFile, RECORDER_BEHAVIOUR: behaviourFile, ...values },
+      ...(host ? { Host: host } : {}),
+    });
+  }
+  if (dashboard) {
+    for (const [rel, content] of Object.entries(dashboard)) {
+      const p = path.join(root, 'dashboard', rel);
+      fs.mkdirSync(path.dirname(p), { recursive: true });
+      fs.writeFileSync(p, content);
+    }
+  }
+  return {
+    root,
+    recordFile,
+    behaviourFile,
+    setBehaviour: (b) => writeJson(behaviourFile, b),
+    records: () => fs.readFileSync(recordFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)),
+    cleanup: () => fs.rmSync(root, { recursive: true, force: true }),
+  };
+}
+
+/** 1 when pid is a live (non-zombie) process. */
+export function alive(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/** Process ids whose parent chain leads to pid (its descendants now). */
+export function descendants(pid) {
+  const parent = new Map();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const s = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      parent.set(Number(d), Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch { /* gone */ }
+  }
+  const out = [];
+  for (const [p] of parent) {
+    for (let q = parent.get(p); q; q = parent.get(q)) if (q === pid) { out.push(p); break; }
+  }
+  return out;
+}
+
+/**
+ * Start `devhost start` for a script root. args: extra arguments; port: the front port (a free
+ * one when omitted); data: --data DIR (a new temp dir when omitted); ready: wait for Running.
+ * Returns {port, url, data, proc, logs(), exited (promise), exitInfo(), stop(signal), status()}.
+ */
+export async function startDevhost(root, { args = [], port, data, env = {}, ready = true, readyTimeoutMs = 30000 } = {}) {
+  port = port ?? await freePort();
+  data = data ?? tempDir('data');
+  const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
+  const argv = ['start', '--script-root', root, '--port', String(port), '--data', data, ...args];
+  const cmd = wrapper.length ? wrapper[0] : devhostBin;
+  const fullArgs = wrapper.length ? [...wrapper.slice(1), devhostBin, ...argv] : argv;
+  const proc = spawn(cmd, fullArgs, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  let exitInfo = null;
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => { exitInfo = { code, signal }; resolve(exitInfo); }));
+  const url = `http://127.0.0.1:${port}`;
+  const status = async () => {
+    const r = await fetch(`${url}/admin/host/status`);
+    return r.json();
+  };
+  if (ready) {
+    await waitFor(async () => {
+      if (exitInfo) throw new Error(`devhost exited early (${JSON.stringify(exitInfo)}):\n${out}`);
+      const s = await status().catch(() => null);
+      return s && s.state === 'Running';
+    }, { timeoutMs: readyTimeoutMs, what: `devhost on ${port} to be Running` });
+  }
+  return {
+    port, url, data, proc, exited,
+    logs: () => out,
+    exitInfo: () => exitInfo,
+    status,
+    async stop(signal = 'SIGTERM') {
+      if (!exitInfo) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Run devhost start to completion (a start-up error is expected): {code, signal, out}. */
+export async function runDevhostToExit(root, { args = [], timeoutMs = 20000, env = {} } = {}) {
+  const port = await freePort();
+  const data = tempDir('data');
+  const proc = spawn(devhostBin, ['start', '--script-root', root, '--port', String(port), '--data', data, ...args],
+    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  const { code, signal } = await new Promise((resolve) => proc.on('exit', (c, s) => resolve({ code: c, signal: s })));
+  clearTimeout(timer);
+  fs.rmSync(data, { recursive: true, force: true });
+  return { code, signal, out, port };
+}
+
+export { freePort, waitFor, handlerBin, repoRoot };
