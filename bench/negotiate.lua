@@ -1,10 +1,14 @@
 -- negotiate.lua — wrk script: POST a host-shaped Negotiate invocation (no binding value, so
 -- the handler mints a token from AzureSignalRConnectionString — the costlier path) and print
 -- a one-line JSON summary. Used by bench/negotiate.sh; with BENCH_PATH=/ it measures the
--- readiness probe (GET /) instead.
+-- readiness probe (GET /) instead. A BENCH_PATH under /api/ is a request to devhost's front
+-- (bench/devhost_negotiate.sh): POST with an empty body, as the SignalR client negotiates.
 local path = os.getenv("BENCH_PATH") or "/Negotiate"
 if path == "/" then
   wrk.method = "GET"
+elseif path:sub(1, 5) == "/api/" then
+  wrk.method = "POST"
+  wrk.body = ""
 else
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json; charset=utf-8"

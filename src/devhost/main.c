@@ -16,6 +16,7 @@
 #include "devhost/iothub/device_cli.h"
 #include "devhost/signalr/signalr_service.h"
 #include "util/log.h"
+#include "util/malloc_tune.h"
 
 #include <curl/curl.h>
 
@@ -154,6 +155,10 @@ static int run_start(int argc, char **argv)
         }
         i++;
     }
+    /* Fully buffered: the host flushes stdout every 200 ms (a write per log line would cost
+     * more than the rest of a request's logging). */
+    setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+    malloc_tune_for_threads();
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "devhost start: libcurl failed to initialise\n");
         return 1;

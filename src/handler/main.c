@@ -7,9 +7,9 @@
 #include "handler/app.h"
 #include "protocol/server.h"
 #include "util/log.h"
+#include "util/malloc_tune.h"
 
 #include <curl/curl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,20 +22,6 @@ static void usage(void)
     printf("usage: handler\n"
            "Enviromon's Azure Functions custom handler. Configured entirely by environment\n"
            "variables (app settings); FUNCTIONS_CUSTOMHANDLER_PORT is required. See README.md.\n");
-}
-
-/* glibc's default gives every thread (one per host connection, plus EventTrigger's device
- * workers) its own malloc arena and keeps freed request-sized blocks (60 KB bodies, JSON
- * trees) in them; fragmentation, not live data, then grows the RSS. Two arenas (one per
- * core) keep malloc contention low (one arena cost Negotiate ~20 % in throughput), and blocks
- * of 64 KiB and up are mmap'ed and returned at once. Measured in bench/ (docs/benchmarks.md):
- * EventTrigger peak RSS 17.6 MiB → 15.2 MiB and CPU/event 10.3 → 9.0 µs. The MALLOC_*
- * environment variables, when set, win. */
-static void tune_malloc(void)
-{
-    if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
-    if (!getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 64 * 1024);
-    if (!getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 128 * 1024);
 }
 
 int main(int argc, char **argv)
@@ -57,7 +43,9 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
-    tune_malloc();
+    /* Two arenas, large blocks mmap'ed (util/malloc_tune.h). Measured in bench/
+     * (docs/benchmarks.md): EventTrigger peak RSS 17.6 MiB → 15.2 MiB and CPU/event 10.3 → 9.0 µs. */
+    malloc_tune_for_threads();
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "handler: libcurl failed to initialise\n");

@@ -13,6 +13,16 @@
 static log_level_t g_level = LOG_INFO;
 static int g_level_init;
 static pthread_mutex_t g_stdio_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_buffered; /* stdout lines are flushed by log_flush(), not one by one */
+
+void log_set_buffered(int on) { g_buffered = on; }
+
+void log_flush(void)
+{
+    pthread_mutex_lock(&g_stdio_lock);
+    fflush(stdout);
+    pthread_mutex_unlock(&g_stdio_lock);
+}
 
 void log_set_level(log_level_t level)
 {
@@ -149,7 +159,7 @@ void log_msg(log_ctx_t *ctx, log_level_t level, const char *fmt, ...)
             fprintf(out, "[%s] %s: %s\n", names[level], ctx->function, line);
         else
             fprintf(out, "[%s] %s\n", names[level], line);
-        fflush(out);
+        if (out != stdout || !g_buffered) fflush(out);
         pthread_mutex_unlock(&g_stdio_lock);
     }
     if (ctx && level >= LOG_INFO) {

@@ -37,6 +37,13 @@ void log_ctx_free(log_ctx_t *ctx);
  * ENVIROMON_DEBUG environment variable is set). Invocation Logs get LOG_INFO and up. */
 void log_set_level(log_level_t level);
 
+/* Buffer stdout lines instead of flushing each one (errors on stderr are still written at
+ * once); the caller then calls log_flush() regularly. For a process that logs a line per
+ * request (devhost), where one write per line costs more than the rest of its logging. */
+void log_set_buffered(int on);
+/* Write out buffered stdout lines. */
+void log_flush(void);
+
 /* Format and emit one line. ctx may be NULL for process-level lines. */
 void log_msg(log_ctx_t *ctx, log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

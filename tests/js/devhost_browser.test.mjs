@@ -88,8 +88,8 @@ after(async () => {
   app?.cleanup();
 });
 
-test('devhost runs the local SignalR Service in-process for the app\'s localhost connection string', () => {
-  assert.match(dh.logs(), new RegExp(`runs the local SignalR Service in-process on localhost:${sigPort}`));
+test('devhost runs the local SignalR Service in-process for the app\'s localhost connection string', async () => {
+  await dh.waitLog(new RegExp(`runs the local SignalR Service in-process on localhost:${sigPort}`));
 });
 
 test('the browser: page from the dashboard folder, negotiate through /api, snapshot as newMessage, SendSignalrMessage arrives', async () => {

@@ -111,8 +111,8 @@ test("the repository's app starts with local.settings.sample.json; its eventHubT
   fs.writeFileSync(path.join(app.root, 'local.settings.json'), JSON.stringify(sample));
   const dh = await startDevhost(app.root);
   try {
-    assert.match(dh.logs(), /EventTrigger \(eventHubTrigger\) is not triggered locally/);
-    assert.match(dh.logs(), /EventTrigger: eventHubTrigger, retry exponentialBackoff \(forever, 2 s \.\. 5 min\)/);
+    await dh.waitLog(/EventTrigger \(eventHubTrigger\) is not triggered locally/);
+    await dh.waitLog(/EventTrigger: eventHubTrigger, retry exponentialBackoff \(forever, 2 s \.\. 5 min\)/);
     const r = await fetch(`${dh.url}/api/negotiate?negotiateVersion=1`, { method: 'POST' });
     assert.equal(r.status, 200, dh.logs());
   } finally {

@@ -44,7 +44,7 @@ test('SIGKILL on the handler: restarted, the next request succeeds; an in-flight
     assert.equal(r.status, 200, dh.logs());
     await waitStarts(app, dh, 2);
     assert.notEqual(handlerStarts(app)[1].pid, first);
-    assert.match(dh.logs(), /the handler was killed by signal 9 .*: restarting it \(failure 1 of 2 allowed within 30 minutes\)/);
+    await dh.waitLog(/the handler was killed by signal 9 .*: restarting it \(failure 1 of 2 allowed within 30 minutes\)/);
     assert.equal((await dh.status()).handlerRestarts, 1);
 
     // A handler that dies while it works on an invocation: that invocation fails.
@@ -54,7 +54,7 @@ test('SIGKILL on the handler: restarted, the next request succeeds; an in-flight
     assert.equal(inflight.status, 500);
     await waitStarts(app, dh, 3);
     assert.equal((await fetch(`${dh.url}/api/echo`)).status, 200);
-    assert.match(dh.logs(), /Executed 'Functions\.Echo' \(Failed, .*the handler did not answer/);
+    await dh.waitLog(/Executed 'Functions\.Echo' \(Failed, .*the handler did not answer/);
   });
 });
 
@@ -69,7 +69,7 @@ test('exit code 0: not restarted, invocations fail, devhost keeps running and re
     app.setBehaviour({});
     assert.equal((await fetch(`${dh.url}/api/echo`)).status, 500);
     assert.equal(handlerStarts(app).length, 1, 'never restarted');
-    assert.match(dh.logs(), /exited with code 0: not restarted/);
+    await dh.waitLog(/exited with code 0: not restarted/);
     assert.equal(dh.exitInfo(), null);
   });
 });
@@ -84,7 +84,7 @@ test('exit code 200 is an intentional restart and is not counted as a failure', 
     }
     assert.equal(dh.exitInfo(), null, 'still running after three exits with 200');
     assert.equal((await fetch(`${dh.url}/api/echo`)).status, 200);
-    assert.match(dh.logs(), /exited with code 200 \(an intentional restart\)/);
+    await dh.waitLog(/exited with code 200 \(an intentional restart\)/);
   });
 });
 
@@ -100,8 +100,8 @@ test('the third crash within 30 minutes stops devhost with a message and exit co
     const e = await Promise.race([dh.exited, new Promise((r) => setTimeout(() => r('timeout'), 15000))]);
     assert.notEqual(e, 'timeout', `devhost did not stop:\n${dh.logs()}`);
     assert.equal(e.code, 1);
-    assert.match(dh.logs(), /failure 3 within 30 minutes: exceeded the restart retry count, shutting down/);
-    assert.match(dh.logs(), /devhost: stopping: /);
+    await dh.waitLog(/failure 3 within 30 minutes: exceeded the restart retry count, shutting down/);
+    await dh.waitLog(/devhost: stopping: /);
     for (const s of handlerStarts(app)) assert.equal(alive(s.pid), false);
   } finally {
     if (!dh.exitInfo()) await dh.stop('SIGKILL');
@@ -127,7 +127,7 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
       assert.ok(took < 10000, `took ${took} ms`);
       assert.ok(['error', 500].includes(await slow));
       await waitFor(() => !alive(start.pid) && !alive(start.childPid), { timeoutMs: 2000, what: 'no process left' });
-      assert.match(dh.logs(), new RegExp(`${signal} received, stopping`));
+      await dh.waitLog(new RegExp(`${signal} received, stopping`));
     } finally {
       if (!dh.exitInfo()) await dh.stop('SIGKILL');
       app.cleanup();

@@ -120,7 +120,7 @@ describe('the request devhost sends to the handler', () => {
     // One log line per invocation, with the id sent in the header.
     await waitFor(() => dh.logs().includes(`Executed 'Functions.Echo' (Succeeded, Id=${inv.headers['x-azure-functions-invocationid']}`),
       { what: 'the invocation line' });
-    assert.match(dh.logs(), /  Echo: recorded/, 'the reply\'s Logs under it');
+    await dh.waitLog(/  Echo: recorded/); // the reply's Logs under it
   });
 
   test('POST with a JSON body: Body is the text, top-level scalars join Metadata; an unused optional route value is null', async () => {
@@ -240,7 +240,7 @@ describe('SignalR bindings', () => {
     const r = await fetch(`${dh.url}/api/negotiate`, { method: 'POST' });
     assert.equal(r.status, 500);
     assert.equal(invocations().length, before, 'the handler is not called when a binding cannot be bound');
-    assert.match(dh.logs(), /Exception binding parameter 'connectionInfo'\. Error while accessing 'x-ms-client-principal-id': property doesn't exist\./);
+    await dh.waitLog(/Exception binding parameter 'connectionInfo'\. Error while accessing 'x-ms-client-principal-id': property doesn't exist\./);
   });
 
   const reply = (messages) => ({ push: { reply: { Outputs: { res: { statusCode: 202, body: 'sent' }, signalRMessages: messages } } } });
@@ -309,7 +309,7 @@ describe('SignalR bindings', () => {
     app.setBehaviour(reply([{ target: 'x', arguments: [] }]));
     let r = await fetch(`${dh.url}/api/push`, { method: 'POST' });
     assert.equal(r.status, 500);
-    assert.match(dh.logs(), /the SignalR Service answered 500: service says no/);
+    await dh.waitLog(/the SignalR Service answered 500: service says no/);
     rest.answer = 202;
     app.setBehaviour({});
     r = await fetch(`${dh.url}/api/push`, { method: 'POST' });

@@ -12,15 +12,42 @@
 #include <sys/random.h>
 #include <time.h>
 
+/* Invocation ids and RandGuid need uniqueness, not secrecy: a per-thread xoshiro256** seeded
+ * once from getrandom saves two system calls per invocation. */
+static _Thread_local uint64_t rng_s[4];
+static _Thread_local int rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(void)
+{
+    uint64_t *s = rng_s;
+    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
 int dh_uuid4(char out[37])
 {
-    unsigned char r[16];
-    size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t n = getrandom(r + got, sizeof r - got, 0);
-        if (n <= 0) return -1;
-        got += (size_t)n;
+    if (!rng_seeded) {
+        size_t got = 0;
+        while (got < sizeof rng_s) {
+            ssize_t n = getrandom((char *)rng_s + got, sizeof rng_s - got, 0);
+            if (n <= 0) return -1;
+            got += (size_t)n;
+        }
+        if (!(rng_s[0] | rng_s[1] | rng_s[2] | rng_s[3])) rng_s[0] = 1;
+        rng_seeded = 1;
     }
+    unsigned char r[16];
+    uint64_t a = rng_next(), b = rng_next();
+    memcpy(r, &a, 8);
+    memcpy(r + 8, &b, 8);
     r[6] = (unsigned char)((r[6] & 0x0F) | 0x40);
     r[8] = (unsigned char)((r[8] & 0x3F) | 0x80);
     static const char hex[] = "0123456789abcdef";

@@ -11,7 +11,8 @@
 struct cJSON;
 struct buf;
 
-/* A random (version 4) UUID "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" into out. 0, or -1 when the
+/* A random (version 4) UUID "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx" into out, for invocation
+ * ids (unique, not secret: a per-thread generator seeded from the system). 0, or -1 when the
  * system has no randomness to give. */
 int dh_uuid4(char out[37]);
 

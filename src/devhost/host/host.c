@@ -345,6 +345,7 @@ static void summary(dh_host_t *h, unsigned long long *last_inv, unsigned long lo
 static void stop_all(dh_host_t *h)
 {
     h->stopping = 1;
+    dh_invoker_abort(h->invoker);                           /* in-flight invocations fail now */
     for (size_t i = h->nplugins; i-- > 0;)
         if (h->plugin_started[i] && h->plugins[i].stop) h->plugins[i].stop(h->plugins[i].self);
     dh_front_quiesce(h->front);
@@ -361,6 +362,7 @@ int dh_host_run(dh_host_t *h)
 {
     char err[1024];
     h->running = 1;
+    log_set_buffered(1);
     if (bind_plugins(h, err, sizeof err) != 0 || start_local_signalr(h, err, sizeof err) != 0) {
         log_error(NULL, "devhost: %s", err);
         stop_all(h);
@@ -403,8 +405,9 @@ int dh_host_run(dh_host_t *h)
     unsigned long long last_inv = 0, last_fail = 0;
     int sig = 0;
     while (!atomic_load(&h->fatal)) {
-        struct timespec ts = {0, 250 * 1000 * 1000};
+        struct timespec ts = {0, 200 * 1000 * 1000};
         sig = sigtimedwait(&set, NULL, &ts);
+        log_flush(); /* stdout is buffered: a line per invocation would cost a write each */
         if (sig == SIGINT || sig == SIGTERM) break;
         if (dh_now_ms() >= next_summary) {
             summary(h, &last_inv, &last_fail);
@@ -418,6 +421,7 @@ int dh_host_run(dh_host_t *h)
     stop_all(h);
     log_info(NULL, "devhost: stopped in %lld ms (%llu invocations, %llu failed)", (long long)(dh_now_ms() - t0),
              (unsigned long long)atomic_load(&h->invocations), (unsigned long long)atomic_load(&h->failures));
+    log_flush();
     return fatal ? 1 : 0;
 }
 

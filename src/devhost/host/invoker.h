@@ -3,11 +3,13 @@
  *
  * Owns: POST http://127.0.0.1:<port>/<FunctionName> with Content-Type application/json;
  * charset=utf-8, X-Azure-Functions-InvocationId, X-Azure-Functions-HostVersion and
- * User-Agent: Azure-Functions-Host/<version>; keep-alive connections (pooled libcurl handles);
+ * User-Agent: Azure-Functions-Host/<version>; keep-alive connections (a pool of idle sockets, each
+ * checked before reuse);
  * waiting for the handler to be ready (an invocation arriving while it (re)starts waits, up to
  * the readiness limit); one transparent retry when the connection is refused before the request
  * was sent anywhere because the handler has just died (it never saw the request, so nothing runs
- * twice; a request the handler may have received is never re-sent: it fails, as in the host); the function
+ * twice; a request the handler may have received is never re-sent: it fails, as in the host);
+ * replies with Content-Length, chunked, or ended by the connection; the function
  * timeout; and aborting in-flight requests when devhost stops. Thread-safe. */
 #ifndef ENVIROMON_DH_INVOKER_H
 #define ENVIROMON_DH_INVOKER_H
@@ -33,6 +35,9 @@ typedef struct dh_answer {
  * host when it stops; aborts waits and transfers. NULL when out of memory. */
 dh_invoker_t *dh_invoker_new(struct dh_supervisor *sup, int64_t timeout_ms, const volatile int *stopping);
 void dh_invoker_free(dh_invoker_t *iv);
+
+/* Abort every request in progress (their sockets are shut down) and any later one: for stopping. */
+void dh_invoker_abort(dh_invoker_t *iv);
 
 /* POST body[0..len) to /<function> with the invocation id. Returns 0 when the handler answered
  * (any status; ans filled; free ans->body), or -1 with err when it could not be reached, the

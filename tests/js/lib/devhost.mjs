@@ -134,6 +134,12 @@ export async function startDevhost(root, { args = [], port, data, env = {}, read
   return {
     port, url, data, proc, exited,
     logs: () => out,
+    /** Wait until the log matches re (devhost writes its stdout every 200 ms). */
+    async waitLog(re, timeoutMs = 5000) {
+      await waitFor(() => re.test(out), { timeoutMs, what: `a log line matching ${re}` }).catch((e) => {
+        throw new Error(`${e.message}\n${out}`);
+      });
+    },
     exitInfo: () => exitInfo,
     status,
     async stop(signal = 'SIGTERM') {
