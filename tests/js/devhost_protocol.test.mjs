@@ -193,6 +193,31 @@ describe('the reply becomes the response', () => {
     app.setBehaviour({});
   });
 
+  test('replies chunked, ended by the connection, or after a 100 Continue are read whole', async () => {
+    const big = 'x'.repeat(100000);
+    const reply = { Outputs: { res: { statusCode: 200, body: big } } };
+    const json = JSON.stringify(reply);
+    for (const behaviour of [
+      { chunks: 7, reply },
+      { raw: `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${json}` },
+      { raw: `HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n${json}` },
+      { raw: `HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${json.length}\r\n\r\n${json}` },
+      { raw: `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${json.length.toString(16)}\r\n${json}\r\n0\r\nX-Trailer: 1\r\n\r\n` },
+    ]) {
+      app.setBehaviour({ echo: behaviour });
+      const r = await fetch(`${dh.url}/api/items/tools`);
+      assert.equal(r.status, 200, JSON.stringify(behaviour).slice(0, 80));
+      assert.equal((await r.text()).length, big.length);
+    }
+    app.setBehaviour({ echo: { raw: 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort' } });
+    assert.equal((await fetch(`${dh.url}/api/items/tools`)).status, 500, 'a truncated reply fails');
+    app.setBehaviour({ echo: { raw: 'SMTP ready\r\n\r\n' } });
+    assert.equal((await fetch(`${dh.url}/api/items/tools`)).status, 500, 'something that is not HTTP fails');
+    await dh.waitLog(/is not HTTP\/1\.x/);
+    app.setBehaviour({});
+    assert.equal((await fetch(`${dh.url}/api/items/tools`)).status, 200, 'and the next one is fine');
+  });
+
   test('a failing handler fails the invocation: 500, and the log says why', async () => {
     const cases = [
       [{ status: 500, reply: { error: 'boom in handler' } }, /Response status code does not indicate success: 500 \(Internal Server Error\)\. The handler said: boom in handler/],

@@ -234,8 +234,8 @@ static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 
 static void tl_init(void) { pthread_key_create(&tl_key, free); }
 
-/* Read one reply. *keep: the connection may be reused. */
-static read_rc_t read_reply(int fd, dh_answer_t *ans, int *keep)
+/* Read one reply. *keep: the connection may be reused; *got: some reply bytes arrived. */
+static read_rc_t read_reply(int fd, dh_answer_t *ans, int *keep, int *got)
 {
     pthread_once(&tl_once, tl_init);
     if (!tl_buf) {
@@ -325,6 +325,7 @@ static read_rc_t read_reply(int fd, dh_answer_t *ans, int *keep)
         goto out;
     }
 out:
+    *got = r.len > 0 || ans->status != 0;
     if (r.cap <= 256 * 1024) {
         tl_buf = r.buf;
         tl_cap = r.cap;
@@ -363,11 +364,13 @@ int dh_invoker_post(dh_invoker_t *iv, const char *function, const char *invocati
                     dh_answer_t *ans, char *err, size_t errlen)
 {
     memset(ans, 0, sizeof *ans);
+    int fresh_only = 0, delivered_maybe = 0, port = 0;
+    unsigned gen = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (iv->stopping && *iv->stopping) { snprintf(err, errlen, "devhost is stopping"); return -1; }
-        int port = 0;
-        unsigned gen = 0;
-        int wr = dh_supervisor_wait_ready(iv->sup, DH_READY_TIMEOUT_MS, &port, &gen);
+        /* A retry after a dead kept-alive connection goes to the same handler, as HttpClient's
+         * does: never to a restarted one, which would run a request the old one may have run. */
+        int wr = fresh_only ? 0 : dh_supervisor_wait_ready(iv->sup, DH_READY_TIMEOUT_MS, &port, &gen);
         if (wr != 0) {
             dh_handler_state_t st = dh_supervisor_state(iv->sup);
             snprintf(err, errlen, wr > 0 ? "the handler did not become ready in time" :
@@ -386,32 +389,40 @@ int dh_invoker_post(dh_invoker_t *iv, const char *function, const char *invocati
                           "Content-Length: %zu\r\n\r\n", function, port, invocation_id, len);
         if (hl < 0 || (size_t)hl >= sizeof head) { snprintf(err, errlen, "function name too long"); return -1; }
         int sent = 0, refused = 0, reused = 1;
-        int fd = take_idle(iv, port);
+        int fd = fresh_only ? -1 : take_idle(iv, port);
         if (fd < 0) {
             reused = 0;
             fd = connect_to(iv, port, &refused);
         }
         if (fd < 0) {
-            /* Refused before anything was sent: the handler has just died and never saw this
-             * request, so it can go to the restarted one, once. */
-            if (refused && attempt == 0 && dh_supervisor_refused(iv->sup, gen, REFUSED_WAIT_MS)) continue;
+            /* Refused, and nothing of this request was ever sent anywhere: the handler has just
+             * died and never saw it, so it can go to the restarted one, once. */
+            if (refused && !delivered_maybe && attempt == 0 && dh_supervisor_refused(iv->sup, gen, REFUSED_WAIT_MS))
+                continue;
             snprintf(err, errlen, "the handler did not answer on 127.0.0.1:%d: %s", port,
                      refused ? "connection refused" : strerror(errno));
             return -1;
         }
         track(iv, fd, 1);
         struct iovec iov[2] = {{head, (size_t)hl}, {(void *)body, len}};
-        int keep = 0;
+        int keep = 0, got = 0;
         read_rc_t rrc = RR_TRANSPORT;
         int serr = send_all(fd, iov, len ? 2 : 1, &sent);
-        if (serr == 0) rrc = read_reply(fd, ans, &keep);
+        if (serr == 0) rrc = read_reply(fd, ans, &keep, &got);
         int e = errno;
         track(iv, fd, 0);
         give_back(iv, fd, port, serr == 0 && rrc == RR_OK && keep);
         if (serr == 0 && rrc == RR_OK) return 0;
         buf_free(&ans->body);
-        /* A kept-alive connection that died before taking a byte: nothing reached the handler. */
-        if (serr != 0 && !sent && reused && attempt == 0) continue;
+        /* A kept-alive connection that failed before any byte of a reply came back (the handler
+         * may close an idle connection at any time): retried once on a new connection, as .NET's
+         * HttpClient does for the host. */
+        if (reused && !got && rrc != RR_TIMEOUT && attempt == 0 && !(iv->stopping && *iv->stopping)) {
+            fresh_only = 1;
+            delivered_maybe = sent;
+            memset(ans, 0, sizeof *ans);
+            continue;
+        }
         if (iv->stopping && *iv->stopping) snprintf(err, errlen, "devhost is stopping");
         else if (rrc == RR_TIMEOUT || (serr != 0 && (e == EAGAIN || e == EWOULDBLOCK)))
             snprintf(err, errlen, "Timeout value of %lld ms was exceeded by the function (host.json functionTimeout)",

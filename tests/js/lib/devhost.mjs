@@ -125,11 +125,14 @@ export async function startDevhost(root, { args = [], port, data, env = {}, read
     return r.json();
   };
   if (ready) {
-    await waitFor(async () => {
+    const deadline = Date.now() + readyTimeoutMs;
+    for (;;) {
       if (exitInfo) throw new Error(`devhost exited early (${JSON.stringify(exitInfo)}):\n${out}`);
       const s = await status().catch(() => null);
-      return s && s.state === 'Running';
-    }, { timeoutMs: readyTimeoutMs, what: `devhost on ${port} to be Running` });
+      if (s && s.state === 'Running') break;
+      if (Date.now() > deadline) throw new Error(`devhost on ${port} was not Running after ${readyTimeoutMs} ms:\n${out}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
   return {
     port, url, data, proc, exited,

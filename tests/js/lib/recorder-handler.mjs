@@ -6,7 +6,9 @@
 // What it answers to POST /<Function> comes from the JSON file $RECORDER_BEHAVIOUR, read afresh
 // for every request, keyed by the lower-cased function name ("*" for any):
 //   {status, contentType, reply (object → JSON text, string → as is), delayMs,
-//    exit: code (answer nothing and exit), kill: "SIGKILL" (kill itself)}
+//    exit: code (answer nothing and exit), kill: "SIGKILL" (kill itself),
+//    chunks: n (send the reply chunked, in n pieces), raw: "HTTP/1.1 ..." (written to the socket
+//    as it is, then the connection is closed)}
 // Default: 200 application/json {"Outputs":{"res":{"statusCode":200,"body":"ok"}},"Logs":["recorded"]}.
 // RECORDER_SPAWN_CHILD=1 starts a long `sleep` child (to test that devhost's stop reaches it).
 import http from 'node:http';
@@ -50,9 +52,20 @@ const server = http.createServer((req, res) => {
     if (b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
     if (b.kill) { process.kill(process.pid, b.kill); return; }
     if (b.exit !== undefined) { process.exit(b.exit); }
+    if (b.raw) { req.socket.end(b.raw); return; }
     const reply = b.reply ?? { Outputs: { res: { statusCode: 200, body: 'ok' } }, Logs: ['recorded'], ReturnValue: null };
+    const out = typeof reply === 'string' ? reply : JSON.stringify(reply);
     res.writeHead(b.status ?? 200, { 'Content-Type': b.contentType ?? 'application/json; charset=utf-8' });
-    res.end(typeof reply === 'string' ? reply : JSON.stringify(reply));
+    if (b.chunks) {
+      const size = Math.ceil(out.length / b.chunks);
+      for (let i = 0; i < out.length; i += size) {
+        res.write(out.slice(i, i + size));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      res.end();
+      return;
+    }
+    res.end(out);
   });
 });
 server.keepAliveTimeout = 120000;
