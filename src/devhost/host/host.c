@@ -368,20 +368,22 @@ int dh_host_run(dh_host_t *h)
         stop_all(h);
         return 1;
     }
-    if (dh_front_start(h->front, err, sizeof err) != 0) {
-        log_error(NULL, "devhost: %s", err);
-        stop_all(h);
-        return 1;
-    }
+    /* The supervisor and the invoker exist before the front server accepts anything (a
+     * request may come at once); the handler starts after the port is ours. */
     dh_supervisor_opts_t so = {
         .exe = h->app.exe, .argv = h->app.argv, .workdir = h->app.workdir, .app_root = h->app.script_root,
         .settings = h->app.settings, .ready_timeout_ms = DH_READY_TIMEOUT_MS, .stop_grace_ms = 5000,
         .on_fatal = on_fatal, .arg = h,
     };
-    h->sup = dh_supervisor_start(&so, err, sizeof err);
+    h->sup = dh_supervisor_new(&so, err, sizeof err);
     h->invoker = h->sup ? dh_invoker_new(h->sup, h->app.function_timeout_ms, &h->stopping) : NULL;
     if (!h->sup || !h->invoker) {
         log_error(NULL, "devhost: %s", h->sup ? "out of memory" : err);
+        stop_all(h);
+        return 1;
+    }
+    if (dh_front_start(h->front, err, sizeof err) != 0 || dh_supervisor_run(h->sup, err, sizeof err) != 0) {
+        log_error(NULL, "devhost: %s", err);
         stop_all(h);
         return 1;
     }

@@ -35,6 +35,7 @@ typedef struct {
 struct dh_supervisor {
     dh_supervisor_opts_t o;
     pthread_t            thread;
+    int                  thread_started;
     int                  stop_pipe[2];
     pthread_mutex_t      lock;
     pthread_cond_t       cond;
@@ -449,7 +450,7 @@ static void *run(void *arg)
     return NULL;
 }
 
-dh_supervisor_t *dh_supervisor_start(const dh_supervisor_opts_t *o, char *err, size_t errlen)
+dh_supervisor_t *dh_supervisor_new(const dh_supervisor_opts_t *o, char *err, size_t errlen)
 {
     dh_supervisor_t *s = calloc(1, sizeof *s);
     if (!s) { snprintf(err, errlen, "out of memory"); return NULL; }
@@ -468,16 +469,17 @@ dh_supervisor_t *dh_supervisor_start(const dh_supervisor_opts_t *o, char *err, s
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cond, &ca);
     pthread_condattr_destroy(&ca);
+    return s;
+}
+
+int dh_supervisor_run(dh_supervisor_t *s, char *err, size_t errlen)
+{
     if (pthread_create(&s->thread, NULL, run, s) != 0) {
         snprintf(err, errlen, "cannot start the supervisor thread");
-        close(s->stop_pipe[0]);
-        close(s->stop_pipe[1]);
-        pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->cond);
-        free(s);
-        return NULL;
+        return -1;
     }
-    return s;
+    s->thread_started = 1;
+    return 0;
 }
 
 static void deadline_ts(struct timespec *ts, int ms)
@@ -564,7 +566,7 @@ void dh_supervisor_stop_begin(dh_supervisor_t *s)
 void dh_supervisor_stop_wait(dh_supervisor_t *s)
 {
     if (!s) return;
-    pthread_join(s->thread, NULL);
+    if (s->thread_started) pthread_join(s->thread, NULL);
     close(s->stop_pipe[0]);
     close(s->stop_pipe[1]);
     pthread_mutex_destroy(&s->lock);

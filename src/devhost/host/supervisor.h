@@ -45,9 +45,13 @@ typedef struct dh_supervisor_opts {
 
 typedef struct dh_supervisor dh_supervisor_t;
 
-/* Start the handler and the supervising thread; returns at once (the handler may not be ready
- * yet). NULL with err when the thread or pipes cannot be made. */
-dh_supervisor_t *dh_supervisor_start(const dh_supervisor_opts_t *o, char *err, size_t errlen);
+/* A supervisor in state "starting" that has not started anything yet (callers may already wait
+ * for readiness). NULL with err when out of memory or pipes. */
+dh_supervisor_t *dh_supervisor_new(const dh_supervisor_opts_t *o, char *err, size_t errlen);
+
+/* Start the supervising thread, which starts the handler; returns at once (the handler may not
+ * be ready yet). Returns 0, or -1 with err. */
+int dh_supervisor_run(dh_supervisor_t *s, char *err, size_t errlen);
 
 /* Wait until the handler is ready (up to timeout_ms; < 0 waits as long as it takes). Returns 0
  * with its port and generation (incremented at every start), 1 on timeout, -1 when it will not
@@ -69,7 +73,7 @@ pid_t dh_supervisor_pid(dh_supervisor_t *s);
 /* Begin stopping: SIGTERM to the handler's process group (returns at once). */
 void dh_supervisor_stop_begin(dh_supervisor_t *s);
 /* Finish: wait up to stop_grace_ms for the handler, then SIGKILL its process group, reap it,
- * join the thread and free s. */
+ * join the thread (if it ran) and free s. */
 void dh_supervisor_stop_wait(dh_supervisor_t *s);
 
 #endif
