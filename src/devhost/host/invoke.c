@@ -312,6 +312,13 @@ static int dispatch_function(dh_host_t *h, const dh_http_req_t *r, dh_http_resp_
         cJSON *params = cJSON_CreateObject();
         if (!params) { w->status = 500; return 1; }
         if (dh_route_match(fn->http->tmpl, segs, n, params)) {
+            if (r->body_too_large) {
+                cJSON_Delete(params);
+                log_warn(NULL, "devhost: %s %s: 413, the body is larger than the host accepts (100 MiB)", r->method,
+                         r->raw_path);
+                w->status = 413;
+                return 1;
+            }
             run_http_function(h, fn, r, params, w);
             return 1;
         }
