@@ -4,8 +4,13 @@
 #include "util/buf.h"
 #include "util/utf8.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,4 +170,22 @@ void dh_put_utf8_lossy(buf_t *b, const char *s, size_t n)
         run = i;
     }
     buf_append(b, s + run, n - run);
+}
+
+int dh_loopback_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }

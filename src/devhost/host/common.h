@@ -45,4 +45,8 @@ void dh_put_number(struct buf *b, double v);
  * reads a request body. */
 void dh_put_utf8_lossy(struct buf *b, const char *s, size_t n);
 
+/* A TCP connection to 127.0.0.1:port (blocking, close-on-exec), or -1 with errno
+ * (ECONNREFUSED when nothing listens). */
+int dh_loopback_connect(int port);
+
 #endif

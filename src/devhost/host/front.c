@@ -341,7 +341,7 @@ int dh_front_start(dh_front_t *f, char *err, size_t errlen)
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, f,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned int)1000,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), /* headers; bodies stream past it */
                             MHD_OPTION_THREAD_STACK_SIZE, (size_t)(2 * 1024 * 1024),
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,

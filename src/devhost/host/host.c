@@ -208,16 +208,9 @@ static int is_local_host(const char *host)
 
 static int listening(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return 0;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
+    int fd = dh_loopback_connect(port);
+    if (fd >= 0) close(fd);
+    return fd >= 0;
 }
 
 static int start_local_signalr(dh_host_t *h, char *err, size_t errlen)

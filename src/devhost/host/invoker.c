@@ -137,25 +137,15 @@ static void give_back(dh_invoker_t *iv, int fd, int port, int reuse)
 /* A new connection to 127.0.0.1:port; -1 with *refused set when nothing listens. */
 static int connect_to(const dh_invoker_t *iv, int port, int *refused)
 {
-    *refused = 0;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = dh_loopback_connect(port);
+    *refused = fd < 0 && errno == ECONNREFUSED;
     if (fd < 0) return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     int64_t t = iv->timeout_ms;
     struct timeval tv = {(time_t)(t / 1000), (suseconds_t)((t % 1000) * 1000)};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        *refused = errno == ECONNREFUSED;
-        close(fd);
-        return -1;
-    }
     return fd;
 }
 

@@ -246,17 +246,8 @@ fail:
  * nothing listens yet. */
 static int probe(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = dh_loopback_connect(port);
     if (fd < 0) return 0;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return 0;
-    }
     char req[128];
     int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", port);
     ssize_t w = send(fd, req, (size_t)n, MSG_NOSIGNAL);
@@ -539,14 +530,6 @@ unsigned dh_supervisor_restarts(dh_supervisor_t *s)
     unsigned r = s->restarts;
     pthread_mutex_unlock(&s->lock);
     return r;
-}
-
-pid_t dh_supervisor_pid(dh_supervisor_t *s)
-{
-    pthread_mutex_lock(&s->lock);
-    pid_t p = s->pid;
-    pthread_mutex_unlock(&s->lock);
-    return p;
 }
 
 void dh_supervisor_stop_begin(dh_supervisor_t *s)

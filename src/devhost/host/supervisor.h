@@ -67,8 +67,6 @@ dh_handler_state_t dh_supervisor_state(dh_supervisor_t *s);
 const char *dh_handler_state_name(dh_handler_state_t st);
 /* Restarts so far (after a failure or an exit code 200). */
 unsigned dh_supervisor_restarts(dh_supervisor_t *s);
-/* pid of the current handler process, or 0. */
-pid_t dh_supervisor_pid(dh_supervisor_t *s);
 
 /* Begin stopping: SIGTERM to the handler's process group (returns at once). */
 void dh_supervisor_stop_begin(dh_supervisor_t *s);
