@@ -155,11 +155,19 @@ static void test_retry(void **st)
     assert_true(dh_retry_should_retry(&r, 1));
     assert_false(dh_retry_should_retry(&r, 2));
 
-    cJSON *ctx = dh_retry_context(&r, 2, "storage was down");
+    cJSON *ctx = dh_retry_context(2, r.max_retry_count, "EventTrigger", "storage was down");
     assert_int_equal(cJSON_GetObjectItem(ctx, "RetryCount")->valueint, 2);
     assert_int_equal(cJSON_GetObjectItem(ctx, "MaxRetryCount")->valueint, 2);
-    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(ctx, "Exception"), "Message")->valuestring,
+    const cJSON *ex = cJSON_GetObjectItem(ctx, "Exception");
+    assert_string_equal(cJSON_GetObjectItem(ex, "Message")->valuestring,
+                        "Exception while executing function: Functions.EventTrigger");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(ex, "InnerException"), "Message")->valuestring,
                         "storage was down");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(ctx, "Instance")));
+    cJSON_Delete(ctx);
+    ctx = dh_retry_context(0, r.max_retry_count, "EventTrigger", NULL); /* the first attempt */
+    assert_int_equal(cJSON_GetObjectItem(ctx, "RetryCount")->valueint, 0);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(ctx, "Exception")));
     cJSON_Delete(ctx);
 
     assert_int_equal(dh_retry_parse(NULL, "F", &r, err, sizeof err), 0);
@@ -313,6 +321,17 @@ static void fake_req(dh_http_req_t *r, const char *method, const char *path, con
     snprintf(r->host, sizeof r->host, "localhost:7071");
 }
 
+/* The request object as the handler receives it (Identities is pre-rendered raw JSON). */
+static cJSON *as_sent(cJSON *req)
+{
+    char *t = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    cJSON *j = cJSON_Parse(t);
+    free(t);
+    assert_non_null(j);
+    return j;
+}
+
 static void test_http_request_shapes(void **st)
 {
     (void)st;
@@ -322,7 +341,7 @@ static void test_http_request_shapes(void **st)
     fake_req(&r, "POST", "/api/devices/dev%201", "name=red&Name=green&code=secret&flag", hdrs,
              "{\"deviceId\":\"d1\",\"n\":12,\"f\":1.5,\"ok\":true,\"nested\":{\"x\":1},\"none\":null,\"Query\":\"q\"}");
     cJSON *params = js("{\"id\":\"dev 1\",\"opt\":null}");
-    cJSON *req = dh_http_request_object(&r, params, DH_IDENTITY_ANONYMOUS);
+    cJSON *req = as_sent(dh_http_request_object(&r, params, DH_IDENTITY_ANONYMOUS));
     char *text = cJSON_PrintUnformatted(req);
     cJSON *expect = js("{\"Url\":\"http://localhost:7071/api/devices/dev%201?name=red&Name=green&code=secret&flag\","
                        "\"Method\":\"POST\",\"Query\":{\"name\":\"red,green\",\"code\":\"secret\",\"flag\":\"\"},"
@@ -358,7 +377,7 @@ static void test_http_request_shapes(void **st)
     /* No Content-Length (chunked): no Body, no body metadata; octet-stream: base64. */
     fake_req(&r, "POST", "/api/x", "", NULL, "{\"a\":\"b\"}");
     r.content_length = -1;
-    req = dh_http_request_object(&r, NULL, DH_IDENTITY_LOCAL_ADMIN);
+    req = as_sent(dh_http_request_object(&r, NULL, DH_IDENTITY_LOCAL_ADMIN));
     assert_null(cJSON_GetObjectItem(req, "Body"));
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(req, "Params")), 0);
     id = cJSON_GetArrayItem(cJSON_GetObjectItem(req, "Identities"), 0);

@@ -159,14 +159,16 @@ void dh_put_utf8_lossy(buf_t *b, const char *s, size_t n)
 {
     size_t i = 0, run = 0;
     while (i < n) {
-        size_t len = utf8_seq_len(s + i, n - i);
-        if (len && s[i] != '\0') {
-            i += len;
+        long k = utf8_next(s + i, n - i);
+        if (k > 0 && s[i] != '\0') {
+            i += (size_t)k;
             continue;
         }
+        /* An ill-formed maximal subpart (or a NUL, which a C string cannot carry) becomes one
+         * U+FFFD, as .NET's decoder does. */
         buf_append(b, s + run, i - run);
-        buf_puts(b, "\xEF\xBF\xBD"); /* U+FFFD */
-        i++;
+        buf_puts(b, "\xEF\xBF\xBD");
+        i += k < 0 ? (size_t)-k : 1;
         run = i;
     }
     buf_append(b, s + run, n - run);

@@ -144,25 +144,45 @@ int64_t dh_retry_delay_ms(const dh_retry_t *r, int retry, double random01)
     return delay >= (double)r->max_ms ? r->max_ms : (int64_t)delay;
 }
 
-cJSON *dh_retry_context(const dh_retry_t *r, int retry, const char *error)
+/* A .NET exception as Newtonsoft serialises it (ISerializable: GetObjectData's fields). */
+static cJSON *net_exception(const char *cls, const char *message, cJSON *inner)
+{
+    cJSON *e = cJSON_CreateObject();
+    if (!e) { cJSON_Delete(inner); return NULL; }
+    cJSON_AddStringToObject(e, "ClassName", cls);
+    cJSON_AddStringToObject(e, "Message", message);
+    cJSON_AddNullToObject(e, "Data");
+    if (inner) cJSON_AddItemToObject(e, "InnerException", inner);
+    else cJSON_AddNullToObject(e, "InnerException");
+    cJSON_AddNullToObject(e, "HelpURL");
+    cJSON_AddNullToObject(e, "StackTraceString");
+    cJSON_AddNullToObject(e, "RemoteStackTraceString");
+    cJSON_AddNumberToObject(e, "RemoteStackIndex", 0);
+    cJSON_AddNullToObject(e, "ExceptionMethod");
+    cJSON_AddNumberToObject(e, "HResult", -2146233088);
+    cJSON_AddStringToObject(e, "Source", "devhost");
+    cJSON_AddNullToObject(e, "WatsonBuckets");
+    return e;
+}
+
+cJSON *dh_retry_context(int retry_count, int max_retry_count, const char *function, const char *error)
 {
     cJSON *ctx = cJSON_CreateObject();
-    cJSON *ex = cJSON_CreateObject();
-    if (!ctx || !ex) { cJSON_Delete(ctx); cJSON_Delete(ex); return NULL; }
-    cJSON_AddNumberToObject(ctx, "RetryCount", retry);
-    cJSON_AddNumberToObject(ctx, "MaxRetryCount", r->max_retry_count);
-    cJSON_AddStringToObject(ex, "ClassName", "Microsoft.Azure.WebJobs.Host.FunctionInvocationException");
-    cJSON_AddStringToObject(ex, "Message", error && *error ? error : "the previous attempt failed");
-    cJSON_AddNullToObject(ex, "Data");
-    cJSON_AddNullToObject(ex, "InnerException");
-    cJSON_AddNullToObject(ex, "HelpURL");
-    cJSON_AddNullToObject(ex, "StackTraceString");
-    cJSON_AddNullToObject(ex, "RemoteStackTraceString");
-    cJSON_AddNumberToObject(ex, "RemoteStackIndex", 0);
-    cJSON_AddNullToObject(ex, "ExceptionMethod");
-    cJSON_AddNumberToObject(ex, "HResult", -2146233088);
-    cJSON_AddStringToObject(ex, "Source", "devhost");
-    cJSON_AddItemToObject(ctx, "Exception", ex);
+    if (!ctx) return NULL;
+    cJSON_AddNumberToObject(ctx, "RetryCount", retry_count);
+    cJSON_AddNumberToObject(ctx, "MaxRetryCount", max_retry_count);
+    if (error) {
+        char outer[300];
+        snprintf(outer, sizeof outer, "Exception while executing function: Functions.%s", function ? function : "");
+        cJSON *e = net_exception("Microsoft.Azure.WebJobs.Host.FunctionInvocationException", outer,
+                                 net_exception("System.Exception", error, NULL));
+        if (!e) { cJSON_Delete(ctx); return NULL; }
+        cJSON_AddItemToObject(ctx, "Exception", e);
+    } else {
+        cJSON_AddNullToObject(ctx, "Exception");
+    }
+    cJSON_AddNullToObject(ctx, "Instance");
+    cJSON_AddItemToObject(ctx, "State", cJSON_CreateObject());
     return ctx;
 }
 

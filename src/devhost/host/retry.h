@@ -47,13 +47,15 @@ int dh_retry_should_retry(const dh_retry_t *r, int retries_done);
  * the randomisation factor. 0 for DH_RETRY_NONE. */
 int64_t dh_retry_delay_ms(const dh_retry_t *r, int retry, double random01);
 
-/* Metadata.RetryContext for retry number `retry` (1 = first retry; the host adds it only to
- * retried executions, not to the first attempt): {"RetryCount":retry,"MaxRetryCount":m,
- * "Exception":{...}} where Exception carries `error` (why the previous attempt failed) in the
- * shape Newtonsoft gives a serialised .NET exception (ClassName, Message, ...). The exact
- * Exception shape the host sends is UNVERIFIED (no capture exists). Returns a new object, or
- * NULL when out of memory. */
-struct cJSON *dh_retry_context(const dh_retry_t *r, int retry, const char *error);
+/* Metadata.RetryContext for an execution of a function with a retry policy (max_retry_count:
+ * the policy's, -1 = forever): {"RetryCount":n, "MaxRetryCount":m,"Exception":...,"Instance":null,"State":{}}. retry_count is 0 for the first
+ * attempt (the WebJobs SDK sets a RetryContext on every execution with a policy since 2021) and
+ * n for the n-th retry; error (why the previous attempt failed, NULL on the first) becomes a
+ * FunctionInvocationException wrapping a System.Exception, in the shape Newtonsoft gives a .NET
+ * exception. The exact Exception JSON the host sends is UNVERIFIED (no capture exists). Used by
+ * the local IoT Hub's trigger (iothub/eh_wire.h). Returns a new object, or NULL when out of
+ * memory. */
+struct cJSON *dh_retry_context(int retry_count, int max_retry_count, const char *function, const char *error);
 
 /* "exponentialBackoff (forever, 2 s .. 5 min)" style description for logs. */
 void dh_retry_describe(const dh_retry_t *r, char *out, size_t outlen);

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "devhost/host/retry.h"
 #include "devhost/iothub/message.h"
 #include "util/base64.h"
 #include "util/buf.h"
@@ -501,46 +502,11 @@ int iothub_eh_build(const iothub_eh_wire_t *w, const iothub_plog_rec_t *recs, si
     return 0;
 }
 
-/* A .NET exception as Newtonsoft serialises it (ISerializable form). */
-static cJSON *net_exception(const char *cls, const char *message, cJSON *inner)
-{
-    cJSON *e = cJSON_CreateObject();
-    if (!e) { cJSON_Delete(inner); return NULL; }
-    cJSON_AddStringToObject(e, "ClassName", cls);
-    cJSON_AddStringToObject(e, "Message", message);
-    cJSON_AddNullToObject(e, "Data");
-    if (inner) cJSON_AddItemToObject(e, "InnerException", inner);
-    else cJSON_AddNullToObject(e, "InnerException");
-    cJSON_AddNullToObject(e, "HelpURL");
-    cJSON_AddNullToObject(e, "StackTraceString");
-    cJSON_AddNullToObject(e, "RemoteStackTraceString");
-    cJSON_AddNumberToObject(e, "RemoteStackIndex", 0);
-    cJSON_AddNullToObject(e, "ExceptionMethod");
-    cJSON_AddNumberToObject(e, "HResult", -2146233088);
-    cJSON_AddStringToObject(e, "Source", "devhost");
-    cJSON_AddNullToObject(e, "WatsonBuckets");
-    return e;
-}
-
 int iothub_eh_retry_context(cJSON *metadata, int retry_count, int max_retry_count, const char *function,
                             const char *exception)
 {
-    cJSON *rc = cJSON_CreateObject();
+    cJSON *rc = dh_retry_context(retry_count, max_retry_count, function, exception);
     if (!rc) return -1;
-    cJSON_AddNumberToObject(rc, "RetryCount", retry_count);
-    cJSON_AddNumberToObject(rc, "MaxRetryCount", max_retry_count);
-    if (exception) {
-        char outer[300];
-        snprintf(outer, sizeof outer, "Exception while executing function: Functions.%s", function ? function : "");
-        cJSON *inner = net_exception("System.Exception", exception, NULL);
-        cJSON *e = net_exception("Microsoft.Azure.WebJobs.Host.FunctionInvocationException", outer, inner);
-        if (!e) { cJSON_Delete(rc); return -1; }
-        cJSON_AddItemToObject(rc, "Exception", e);
-    } else {
-        cJSON_AddNullToObject(rc, "Exception");
-    }
-    cJSON_AddNullToObject(rc, "Instance");
-    cJSON_AddItemToObject(rc, "State", cJSON_CreateObject());
     cJSON_DeleteItemFromObject(metadata, "RetryContext");
     cJSON_AddItemToObject(metadata, "RetryContext", rc);
     return 0;
