@@ -107,13 +107,14 @@ typedef struct dh_invoke_result {
  * User-Agent Azure-Functions-Host/<version>. data holds the trigger value under the trigger
  * binding's name, in its wire form (for eventHubTrigger cardinality many: a string holding the
  * JSON array); metadata the trigger's binding data in wire form (strings double-encoded, see
- * common.h dh_wire_string); "sys" is added when absent; other input bindings
- * (signalRConnectionInfo) are resolved into data. Waits while the handler (re)starts. Checks the
- * reply as the host does (2xx, application/json, a JSON object, never empty or null), then
- * delivers the function's signalR outputs (a delivery failure is a failure), logs one line
- * (plus the reply's Logs) and counts it. data and metadata are consumed. Returns 0 when ok, -1
- * otherwise (out->error says why); free out with dh_invoke_result_free either way. Safe from
- * many threads at once. */
+ * common.h dh_wire_string). Both stay the caller's: dh_invoke adds "sys" to metadata when it is
+ * absent and the values of other input bindings (signalRConnectionInfo) to data, and keeps no
+ * pointer after returning (NULL is taken as an empty object). Waits while the handler
+ * (re)starts. Checks the reply as the host does (2xx, application/json, a JSON object, never
+ * empty or null), then delivers the function's signalR outputs (a delivery failure is a
+ * failure), logs one line (plus the reply's Logs) and counts it. Returns 0 when ok, -1 otherwise
+ * (out->error says why); free out with dh_invoke_result_free either way. Safe from many threads
+ * at once. */
 int dh_invoke(dh_host_t *h, const dh_function_t *fn, struct cJSON *data, struct cJSON *metadata,
               dh_invoke_result_t *out);
 void dh_invoke_result_free(dh_invoke_result_t *r);

@@ -183,8 +183,9 @@ int dh_host_invoke(dh_host_t *h, const dh_function_t *fn, cJSON *data, cJSON *me
     memset(out, 0, sizeof *out);
     int64_t t0 = dh_now_ns();
     if (dh_uuid4(out->invocation_id) != 0) snprintf(out->invocation_id, sizeof out->invocation_id, "?");
-    if (!data) data = cJSON_CreateObject();
-    if (!metadata) metadata = cJSON_CreateObject();
+    /* data and metadata stay the caller's; empty ones are made here for a caller without. */
+    cJSON *own_data = data ? NULL : (data = cJSON_CreateObject());
+    cJSON *own_md = metadata ? NULL : (metadata = cJSON_CreateObject());
     char *body = NULL;
     int rc = -1;
     if (!data || !metadata || !cJSON_IsObject(data) || !cJSON_IsObject(metadata) || add_sys(fn, metadata) != 0) {
@@ -201,12 +202,10 @@ int dh_host_invoke(dh_host_t *h, const dh_function_t *fn, cJSON *data, cJSON *me
     }
     cJSON *env = cJSON_CreateObject();
     if (!env) { fail(out, "out of memory"); goto done; }
-    cJSON_AddItemToObject(env, "Data", data);
-    cJSON_AddItemToObject(env, "Metadata", metadata);
+    cJSON_AddItemReferenceToObject(env, "Data", data);
+    cJSON_AddItemReferenceToObject(env, "Metadata", metadata);
     body = cJSON_PrintUnformatted(env);
-    cJSON_DetachItemViaPointer(env, metadata); /* metadata is still needed for binding expressions */
-    cJSON_Delete(env);
-    data = NULL;
+    cJSON_Delete(env); /* references only: data and metadata are untouched */
     if (!body) { fail(out, "out of memory"); goto done; }
     dh_answer_t a;
     char why[512];
@@ -220,8 +219,8 @@ int dh_host_invoke(dh_host_t *h, const dh_function_t *fn, cJSON *data, cJSON *me
     buf_free(&a.body);
 done:
     free(body);
-    cJSON_Delete(data);
-    cJSON_Delete(metadata);
+    cJSON_Delete(own_data);
+    cJSON_Delete(own_md);
     out->duration_ms = (double)(dh_now_ns() - t0) / 1e6;
     atomic_fetch_add(&h->invocations, 1);
     if (!out->ok) atomic_fetch_add(&h->failures, 1);
@@ -294,6 +293,8 @@ static void run_http_function(dh_host_t *h, const dh_function_t *fn, const dh_ht
         w->status = 500;
     }
     dh_invoke_result_free(&out);
+    cJSON_Delete(data);
+    cJSON_Delete(md);
 }
 
 /* Match the request against the HTTP functions. Returns 1 when a function answered (or a route
