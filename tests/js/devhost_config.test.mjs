@@ -29,7 +29,7 @@ function portOpen(port) {
 async function expectRefused(app, patterns, opts = {}) {
   try {
     const r = await runDevhostToExit(app.root, opts);
-    assert.notEqual(r.code, 0, `devhost should have refused to start:\n${r.out}`);
+    assert.equal(r.code, 1, `devhost should have refused to start with exit code 1:\n${r.out}`);
     assert.equal(r.signal, null, `devhost was killed instead of exiting:\n${r.out}`);
     for (const p of patterns) assert.match(r.out, p, r.out);
     assert.equal(await portOpen(r.port), false, 'nothing may listen after a configuration error');

@@ -118,8 +118,9 @@ static int process_reply(dh_host_t *h, const dh_function_t *fn, const cJSON *md,
                     a->status, a->content_type[0] ? a->content_type : "(none)");
     cJSON *reply = a->body.len ? cJSON_ParseWithLength(a->body.data, a->body.len) : NULL;
     if (!reply || cJSON_IsNull(reply)) {
+        int empty = !a->body.len || reply; /* nothing, or the JSON null */
         cJSON_Delete(reply);
-        if (!a->body.len || (reply && cJSON_IsNull(reply)))
+        if (empty)
             return fail(out, "the handler answered an empty body (or null): the Functions host never completes such an "
                         "invocation and it hangs until functionTimeout; answer at least {}");
         return fail(out, "the handler's reply is not valid JSON");

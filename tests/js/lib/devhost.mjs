@@ -156,7 +156,9 @@ export async function startDevhost(root, { args = [], port, data, env = {}, read
 export async function runDevhostToExit(root, { args = [], timeoutMs = 20000, env = {} } = {}) {
   const port = await freePort();
   const data = tempDir('data');
-  const proc = spawn(devhostBin, ['start', '--script-root', root, '--port', String(port), '--data', data, ...args],
+  const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
+  const argv = ['start', '--script-root', root, '--port', String(port), '--data', data, ...args];
+  const proc = spawn(wrapper.length ? wrapper[0] : devhostBin, wrapper.length ? [...wrapper.slice(1), devhostBin, ...argv] : argv,
     { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d) => { out += d; });
