@@ -34,13 +34,14 @@ export function connString(port, key = KEY) {
   return `Endpoint=http://localhost;Port=${port};AccessKey=${key};Version=1.0;`;
 }
 
-/** Poll cond() every 10 ms until it is truthy or timeoutMs passes (then throw with what). */
+/** Poll cond() every 10 ms until it is truthy or timeoutMs passes (then throw with what, a
+ * string or a function returning one). */
 export async function waitFor(cond, timeoutMs, what) {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await cond();
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
