@@ -35,6 +35,7 @@
 
 #include "devhost/signalr/signalr_hub.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_READ_CHUNK (64 * 1024)
@@ -77,29 +78,6 @@ size_t sr_ws_frame_header(unsigned opcode, size_t payload_len, unsigned char out
     uint64_t l = (uint64_t)payload_len;
     for (int i = 0; i < 8; i++) out[2 + i] = (unsigned char)(l >> (56 - 8 * i));
     return 10;
-}
-
-int sr_ws_utf8_valid(const unsigned char *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = p[i];
-        if (c < 0x80) { i++; continue; }
-        size_t need;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) { need = 1; cp = c & 0x1f; min = 0x80; }
-        else if ((c & 0xf0) == 0xe0) { need = 2; cp = c & 0x0f; min = 0x800; }
-        else if ((c & 0xf8) == 0xf0) { need = 3; cp = c & 0x07; min = 0x10000; }
-        else return 0;
-        if (n - i <= need) return 0;
-        for (size_t k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) return 0;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-        i += need + 1;
-    }
-    return 1;
 }
 
 void sr_ws_reader_init(sr_ws_reader_t *r, size_t max_msg)
@@ -195,7 +173,7 @@ sr_ws_event_t sr_ws_reader_next(sr_ws_reader_t *r, const unsigned char **data, s
                 if (plen == 0) { *code = SR_WS_CLOSE_NO_STATUS; return SR_WS_EV_CLOSE; }
                 unsigned c = ((unsigned)pl[0] << 8) | pl[1];
                 if (!close_code_ok(c)) return reader_fail(r, code, SR_WS_CLOSE_PROTOCOL);
-                if (!sr_ws_utf8_valid(pl + 2, (size_t)plen - 2))
+                if (!utf8_valid((const char *)pl + 2, (size_t)plen - 2))
                     return reader_fail(r, code, SR_WS_CLOSE_BAD_DATA);
                 *code = c;
                 *data = pl + 2;
@@ -216,7 +194,7 @@ sr_ws_event_t sr_ws_reader_next(sr_ws_reader_t *r, const unsigned char **data, s
         *data = (const unsigned char *)r->msg.data;
         *len = r->msg.len;
         if (r->msg_op == SR_WS_OP_TEXT) {
-            if (!sr_ws_utf8_valid(*data, *len)) return reader_fail(r, code, SR_WS_CLOSE_BAD_DATA);
+            if (!utf8_valid((const char *)*data, *len)) return reader_fail(r, code, SR_WS_CLOSE_BAD_DATA);
             return SR_WS_EV_TEXT;
         }
         return SR_WS_EV_BINARY;
