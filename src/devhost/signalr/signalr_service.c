@@ -298,6 +298,7 @@ static int is_stopping(sr_service_t *s)
 static int authorize(sr_service_t *s, struct MHD_Connection *mc, const char *expect_path,
                      int allow_query, sr_claims_t *claims, char *why, size_t whylen)
 {
+    memset(claims, 0, sizeof *claims); /* freeable on every path */
     const char *tok = NULL;
     const char *auth = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth) {
