@@ -529,7 +529,7 @@ static size_t take_ready(sr_ws_server_t *s, int *more)
     size_t want = s->nready;
     pthread_mutex_unlock(&s->lock);
     if (want > s->batch_cap) { /* grown outside the lock; the list may grow meanwhile */
-        size_t cap = s->batch_cap ? s->batch_cap : 64;
+        size_t cap = s->batch_cap;
         while (cap < want) cap *= 2;
         struct sr_ws_conn **nb = realloc(s->batch, cap * sizeof *nb);
         if (nb) {
@@ -630,6 +630,13 @@ sr_ws_server_t *sr_ws_server_start(struct sr_registry *reg, size_t max_msg, int 
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&s->lock, NULL);
+    /* Never empty, so that the thread always makes progress (growing it may fail later). */
+    s->batch_cap = 64;
+    s->batch = malloc(s->batch_cap * sizeof *s->batch);
+    if (!s->batch) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     if (s->ep < 0 || s->efd < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->efd, &ev) != 0) {
         snprintf(err, errlen, "cannot set up the WebSocket thread's epoll: %s", strerror(errno));
@@ -644,6 +651,7 @@ fail:
     if (s->ep >= 0) close(s->ep);
     if (s->efd >= 0) close(s->efd);
     pthread_mutex_destroy(&s->lock);
+    free(s->batch);
     free(s);
     return NULL;
 }
