@@ -92,6 +92,17 @@ int sr_service_valid_hub(const char *name)
     return 1;
 }
 
+/* Length of UTF-8 text s in UTF-16 code units: what the service's (.NET) limits count. */
+static size_t utf16_length(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p & 0xc0) != 0x80) n++;  /* one per code point ... */
+        if (*p >= 0xf0) n++;           /* ... two beyond U+FFFF (a surrogate pair) */
+    }
+    return n;
+}
+
 static int hexval(int ch)
 {
     if (ch >= '0' && ch <= '9') return ch - '0';
@@ -241,17 +252,6 @@ static enum MHD_Result respond_buf(struct MHD_Connection *mc, unsigned status, c
     enum MHD_Result ret = MHD_queue_response(mc, status, r);
     MHD_destroy_response(r);
     return ret;
-}
-
-/* Length of UTF-8 text s in UTF-16 code units: what the service's (.NET) limits count. */
-static size_t utf16_length(const char *s)
-{
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p & 0xc0) != 0x80) n++;  /* one per code point ... */
-        if (*p >= 0xf0) n++;           /* ... two beyond U+FFFF (a surrogate pair) */
-    }
-    return n;
 }
 
 static enum MHD_Result respond(struct MHD_Connection *mc, unsigned status, const char *text)
