@@ -21,6 +21,7 @@ import http from 'node:http';
 import net from 'node:net';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { startDevhost, token, clientAud } from '../tests/js/signalr_service_helpers.mjs';
 
@@ -161,7 +162,8 @@ for (const t of TRANSPORTS) {
   sets[t] = { hub, clients, results: [], done: false };
 }
 await new Promise((r) => setTimeout(r, 500));
-console.log(`# ${CLIENTS} clients per transport (${TRANSPORTS.join(', ')}) connected to devhost signalr on port ${port}`);
+const load = () => os.loadavg().map((x) => x.toFixed(1)).join(' ');
+console.log(`# ${CLIENTS} clients per transport (${TRANSPORTS.join(', ')}) connected to devhost signalr on port ${port}; load average ${load()}`);
 
 // --- rising rates ----------------------------------------------------------------------
 const sendAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
@@ -233,7 +235,7 @@ for (const [k, rate] of RATES.entries()) {
 }
 
 // "highest no-loss rate": no loss AND the offered rate was actually achieved
-console.log(`\n# summary: ${CLIENTS} clients per transport, ${STEP_S} s per rate`);
+console.log(`\n# summary: ${CLIENTS} clients per transport, ${STEP_S} s per rate; load average now ${load()}`);
 console.log('| transport | highest sustained no-loss rate | delivered msgs/s | p50 | p99 | max | ≤ 100 ms | server CPU / delivered msg |');
 console.log('|---|---|---|---|---|---|---|---|');
 for (const t of TRANSPORTS) {
