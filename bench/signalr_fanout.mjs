@@ -110,7 +110,7 @@ async function openSse(hub, i) {
  * the server's unmasked frames (each Text frame holds whole records). */
 async function openWs(hub, i) {
   const id = await negotiate(hub);
-  const c = { count: 0, lat: i % SAMPLE_EVERY === 0 ? [] : null };
+  const c = { count: 0, frames: 0, lat: i % SAMPLE_EVERY === 0 ? [] : null };
   const sock = net.connect(port, '127.0.0.1');
   sock.setNoDelay(true);
   c.close = () => sock.destroy();
@@ -142,7 +142,10 @@ async function openWs(hub, i) {
         if (len === 126) { if (buf.length < 4) break; len = buf.readUInt16BE(2); h = 4; }
         else if (len === 127) { if (buf.length < 10) break; len = Number(buf.readBigUInt64BE(2)); h = 10; }
         if (buf.length < h + len) break;
-        if ((buf[0] & 0x0f) === 1) onRecords(c, buf.toString('utf8', h, h + len), now);
+        if ((buf[0] & 0x0f) === 1) {
+          c.frames++;
+          onRecords(c, buf.toString('utf8', h, h + len), now);
+        }
         buf = buf.subarray(h + len);
       }
     });
@@ -184,7 +187,7 @@ async function step(set, rate) {
   const { clients, hub } = set;
   const route = `/api/v1/hubs/${hub}`;
   const auth = `Bearer ${token(`http://localhost${route}`)}`;
-  for (const c of clients) { c.count = 0; if (c.lat) c.lat = []; }
+  for (const c of clients) { c.count = 0; c.frames = 0; if (c.lat) c.lat = []; }
   const total = rate * STEP_S;
   const cpu0 = cpuMs();
   const t0 = performance.now();
@@ -211,6 +214,9 @@ async function step(set, rate) {
     p50: pct(lats, 50), p99: pct(lats, 99), max: lats.length ? lats[lats.length - 1] : NaN,
     within100: lats.length ? lats.filter((x) => x <= 100).length / lats.length : NaN,
     cpuUsPerMsg: delivered ? ((cpu1 - cpu0) * 1000) / delivered : NaN,
+    // WebSockets: records per Text frame (the service batches what queued up while a socket
+    // was being written; 1.00 means every record had its own frame)
+    perFrame: set.clients[0].frames === undefined ? NaN : delivered / clients.reduce((a, c) => a + c.frames, 0),
   };
   r.noLoss = r.delivered === r.expected;
   r.sustained = r.sentRate >= 0.95 * rate;
@@ -219,7 +225,7 @@ async function step(set, rate) {
 
 const fmt = (r) => `delivered ${r.delivered}/${r.expected} ${r.noLoss ? 'no loss' : 'LOSS'}; ${r.deliveredPerS.toFixed(0)} msgs/s;` +
   ` p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms, ${(100 * r.within100).toFixed(1)}% ≤ 100 ms;` +
-  ` server CPU ${r.cpuUsPerMsg.toFixed(2)} us/delivered msg`;
+  ` server CPU ${r.cpuUsPerMsg.toFixed(2)} us/delivered msg${Number.isNaN(r.perFrame) ? '' : `; ${r.perFrame.toFixed(2)} records/frame`}`;
 
 for (const [k, rate] of RATES.entries()) {
   const order = k % 2 ? [...TRANSPORTS].reverse() : TRANSPORTS;
