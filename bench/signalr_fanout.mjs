@@ -162,7 +162,7 @@ for (const t of TRANSPORTS) {
     clients.push(...await Promise.all(Array.from({ length: Math.min(100, CLIENTS - i) }, (_, k) => open(hub, i + k))));
   }
   // every client must have its handshake reply before the clock starts
-  sets[t] = { hub, clients, results: [], done: false };
+  sets[t] = { hub, clients, ws: t === 'ws', results: [], done: false };
 }
 await new Promise((r) => setTimeout(r, 500));
 const load = () => os.loadavg().map((x) => x.toFixed(1)).join(' ');
@@ -216,7 +216,7 @@ async function step(set, rate) {
     cpuUsPerMsg: delivered ? ((cpu1 - cpu0) * 1000) / delivered : NaN,
     // WebSockets: records per Text frame (the service batches what queued up while a socket
     // was being written; 1.00 means every record had its own frame)
-    perFrame: set.clients[0].frames === undefined ? NaN : delivered / clients.reduce((a, c) => a + c.frames, 0),
+    perFrame: set.ws ? delivered / clients.reduce((a, c) => a + c.frames, 0) : NaN,
   };
   r.noLoss = r.delivered === r.expected;
   r.sustained = r.sentRate >= 0.95 * rate;
