@@ -214,6 +214,7 @@ async function step(set, rate) {
     p50: pct(lats, 50), p99: pct(lats, 99), max: lats.length ? lats[lats.length - 1] : NaN,
     within100: lats.length ? lats.filter((x) => x <= 100).length / lats.length : NaN,
     cpuUsPerMsg: delivered ? ((cpu1 - cpu0) * 1000) / delivered : NaN,
+    cpuShare: (cpu1 - cpu0) / (t1 - t0), // of one core, over the step and its drain
     // WebSockets: records per Text frame (the service batches what queued up while a socket
     // was being written; 1.00 means every record had its own frame)
     perFrame: set.ws ? delivered / clients.reduce((a, c) => a + c.frames, 0) : NaN,
@@ -225,7 +226,7 @@ async function step(set, rate) {
 
 const fmt = (r) => `delivered ${r.delivered}/${r.expected} ${r.noLoss ? 'no loss' : 'LOSS'}; ${r.deliveredPerS.toFixed(0)} msgs/s;` +
   ` p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, max ${r.max.toFixed(1)} ms, ${(100 * r.within100).toFixed(1)}% ≤ 100 ms;` +
-  ` server CPU ${r.cpuUsPerMsg.toFixed(2)} us/delivered msg${Number.isNaN(r.perFrame) ? '' : `; ${r.perFrame.toFixed(2)} records/frame`}`;
+  ` server CPU ${r.cpuUsPerMsg.toFixed(2)} us/delivered msg (${(100 * r.cpuShare).toFixed(0)}% of a core)${Number.isNaN(r.perFrame) ? '' : `; ${r.perFrame.toFixed(2)} records/frame`}`;
 
 for (const [k, rate] of RATES.entries()) {
   const order = k % 2 ? [...TRANSPORTS].reverse() : TRANSPORTS;
