@@ -471,6 +471,43 @@ static int aud_equal(const char *a, const char *b)
     return memcmp(a + pa, b + pb, la - pa) == 0;
 }
 
+static int add_aud(sr_claims_t *claims, const char *v)
+{
+    char *d = strdup(v);
+    if (!d) return -1;
+    claims->aud[claims->naud++] = d;
+    return 0;
+}
+
+/* Copy the audiences (a string, or the string elements of an array) and the user id. */
+static int fill_claims(sr_claims_t *claims, const cJSON *pj, const cJSON *aud, time_t exp)
+{
+    claims->exp = exp;
+    size_t cap = cJSON_IsString(aud) ? 1 : cJSON_IsArray(aud) ? (size_t)cJSON_GetArraySize(aud) : 0;
+    if (cap && !(claims->aud = calloc(cap, sizeof *claims->aud))) return -1;
+    if (cJSON_IsString(aud)) {
+        if (add_aud(claims, aud->valuestring) != 0) return -1;
+    } else if (cJSON_IsArray(aud)) {
+        const cJSON *a;
+        cJSON_ArrayForEach(a, aud) {
+            if (cJSON_IsString(a) && add_aud(claims, a->valuestring) != 0) return -1;
+        }
+    }
+    const cJSON *uid = cJSON_GetObjectItemCaseSensitive(pj, "asrs.s.uid");
+    if (!cJSON_IsString(uid)) uid = cJSON_GetObjectItemCaseSensitive(pj, "nameid");
+    if (cJSON_IsString(uid) && !(claims->user_id = strdup(uid->valuestring))) return -1;
+    return 0;
+}
+
+void sr_claims_free(sr_claims_t *claims)
+{
+    if (!claims) return;
+    for (size_t i = 0; i < claims->naud; i++) free(claims->aud[i]);
+    free(claims->aud);
+    free(claims->user_id);
+    memset(claims, 0, sizeof *claims);
+}
+
 sr_verify_status_t sr_token_verify(const char *token, const char *key, size_t key_len,
                                    const char *expected_aud, time_t now, sr_claims_t *claims)
 {
@@ -528,13 +565,7 @@ sr_verify_status_t sr_token_verify(const char *token, const char *key, size_t ke
         if (e < 0) e = 0;
         exp_v = (time_t)e;
     }
-    if (claims) {
-        claims->exp = exp_v;
-        if (cJSON_IsString(aud)) snprintf(claims->aud, sizeof claims->aud, "%s", aud->valuestring);
-        const cJSON *uid = cJSON_GetObjectItemCaseSensitive(pj, "asrs.s.uid");
-        if (!cJSON_IsString(uid)) uid = cJSON_GetObjectItemCaseSensitive(pj, "nameid");
-        if (cJSON_IsString(uid)) snprintf(claims->user_id, sizeof claims->user_id, "%s", uid->valuestring);
-    }
+    if (claims && fill_claims(claims, pj, aud, exp_v) != 0) goto out; /* out of memory */
     if (!exp || exp_v <= now) { st = SR_TOKEN_EXPIRED; goto out; }
 
     if (expected_aud) {

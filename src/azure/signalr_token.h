@@ -61,17 +61,25 @@ typedef enum sr_verify_status {
     SR_TOKEN_BAD_AUDIENCE
 } sr_verify_status_t;
 
+/* Claims of a verified token, sized by the token (which is at most 64 KiB): audiences and
+ * user ids of any length come through whole. Free with sr_claims_free. */
 typedef struct sr_claims {
-    char  aud[512];
-    time_t exp;
-    char  user_id[256];   /* "asrs.s.uid" first, then "nameid", else "" */
+    char  **aud;          /* the audiences: aud when a string, else each string element of an
+                           * aud array (RFC 7519 §4.1.3); malloc'd, naud entries */
+    size_t  naud;
+    time_t  exp;
+    char   *user_id;      /* "asrs.s.uid" first, then "nameid"; NULL when neither (malloc'd) */
 } sr_claims_t;
 
 /* Verify token: signature (constant time) with key, then exp against now, then aud: when
- * expected_aud is not NULL, the token's aud must equal it, ignoring a trailing '/' and ASCII
- * case in scheme/host. claims may be NULL. */
+ * expected_aud is not NULL, the token's aud (or one element of an aud array) must equal it,
+ * ignoring a trailing '/' and ASCII case in scheme/host. claims may be NULL; when not, it is
+ * filled whatever the result (as far as the token could be read) and must be freed with
+ * sr_claims_free. */
 sr_verify_status_t sr_token_verify(const char *token, const char *key, size_t key_len,
                                    const char *expected_aud, time_t now, sr_claims_t *claims);
+/* Free what sr_token_verify put in claims and zero it (NULL is ignored). */
+void sr_claims_free(sr_claims_t *claims);
 const char *sr_verify_status_name(sr_verify_status_t st);
 
 #endif

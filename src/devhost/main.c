@@ -27,7 +27,8 @@ static void usage(FILE *f)
             "                     [--enable-auth] [--data DIR]\n"
             "       devhost signalr [--connection-string STR] [--host ADDR] [--port N]\n"
             "                       [--ping-interval-ms N] [--poll-timeout-ms N]\n"
-            "                       [--handshake-timeout-ms N] [--max-queue-bytes N] [--threads N]\n"
+            "                       [--handshake-timeout-ms N] [--request-timeout-ms N]\n"
+            "                       [--max-queue-bytes N] [--max-connections N] [--threads N]\n"
             "       devhost device add|list|show|remove|regenerate-key|token ...  (devhost device --help)\n"
             "\n"
             "start: runs the function app in DIR (default: the current directory) as `func start` does:\n"
@@ -83,6 +84,12 @@ static int run_signalr(int argc, char **argv)
         } else if (strcmp(a, "--handshake-timeout-ms") == 0) {
             if (parse_num(a, v, 10, 3600000, &n)) return 2;
             o.handshake_timeout_ms = (int)n;
+        } else if (strcmp(a, "--request-timeout-ms") == 0) {
+            if (parse_num(a, v, 10, 3600000, &n)) return 2;
+            o.request_timeout_ms = (int)n;
+        } else if (strcmp(a, "--max-connections") == 0) {
+            if (parse_num(a, v, 16, 1000000, &n)) return 2;
+            o.max_connections = (unsigned)n;
         } else if (strcmp(a, "--max-queue-bytes") == 0) {
             if (parse_num(a, v, 1024, LONG_MAX, &n)) return 2;
             o.max_queue_bytes = (size_t)n;

@@ -34,13 +34,14 @@ export function connString(port, key = KEY) {
   return `Endpoint=http://localhost;Port=${port};AccessKey=${key};Version=1.0;`;
 }
 
-/** Poll cond() every 10 ms until it is truthy or timeoutMs passes (then throw with what). */
+/** Poll cond() every 10 ms until it is truthy or timeoutMs passes (then throw with what, a
+ * string or a function returning one). */
 export async function waitFor(cond, timeoutMs, what) {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await cond();
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -97,7 +98,8 @@ export function token(aud, opts = {}) {
 
 export const clientAud = (hub = HUB) => `http://localhost/client/?hub=${hub.toLowerCase()}`;
 
-/** REST call to the service. route is the path (and query) after the origin. */
+/** REST call to the service. route is the path (and query) after the origin; body is a
+ * string or Buffer sent as it is, or a value sent as JSON. */
 export async function rest(port, method, route, { body, tok, aud, headers = {} } = {}) {
   const url = `http://127.0.0.1:${port}${route}`;
   if (tok === undefined) {
@@ -108,7 +110,7 @@ export async function rest(port, method, route, { body, tok, aud, headers = {} }
   const h = { ...headers };
   if (tok) h.Authorization = `Bearer ${tok}`;
   if (body !== undefined) h['Content-Type'] = 'application/json';
-  const res = await fetch(url, { method, headers: h, body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)) });
+  const res = await fetch(url, { method, headers: h, body: body === undefined ? undefined : (typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body)) });
   const text = await res.text();
   return { status: res.status, text };
 }
@@ -149,3 +151,34 @@ export function makeClient(appPort, { transport, user, reconnect, serverTimeoutM
 }
 
 export const T = signalR.HttpTransportType;
+
+/** Raw negotiate (as the client does it). version: negotiateVersion, omitted when undefined. */
+export async function negotiate(port, version, { hub = HUB.toLowerCase(), tok = token(clientAud()) } = {}) {
+  const q = version === undefined ? '' : `&negotiateVersion=${version}`;
+  const res = await fetch(`http://127.0.0.1:${port}/client/negotiate?hub=${hub}${q}`, {
+    method: 'POST', headers: { Authorization: `Bearer ${tok}` },
+  });
+  if (res.status !== 200) throw new Error(`negotiate: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** Open a raw SSE stream for transport id; returns {text(), res, req, ended()}. */
+export function openSse(port, id, { pause = false } = {}) {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    let ended = false;
+    const req = http.get({ host: '127.0.0.1', port, path: `/client/?hub=${HUB.toLowerCase()}&id=${encodeURIComponent(id)}`,
+      headers: { Accept: 'text/event-stream' } }, (res) => {
+      res.setEncoding('utf8');
+      if (!pause) res.on('data', (d) => { text += d; });
+      res.on('end', () => { ended = true; });
+      res.on('close', () => { ended = true; });
+      resolve({ res, req, text: () => text, ended: () => ended });
+    });
+    req.on('error', (e) => { ended = true; if (!text) reject(e); });
+  });
+}
+
+/** Client → server POST on transport id (SSE / long polling), body as given (string or Buffer). */
+export const clientPost = (port, id, body) => fetch(`http://127.0.0.1:${port}/client/?hub=${HUB.toLowerCase()}&id=${encodeURIComponent(id)}`,
+  { method: 'POST', body, headers: { 'Content-Type': 'text/plain;charset=UTF-8' } });

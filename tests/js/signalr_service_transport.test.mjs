@@ -6,39 +6,13 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import {
   startDevhost, startNegotiateApp, makeClient, rest, broadcast, token, clientAud, waitFor, HUB, T,
+  negotiate, openSse, clientPost,
 } from './signalr_service_helpers.mjs';
 
 const hub = HUB.toLowerCase();
 const RS = '\x1e';
 
-async function negotiate(port, version) {
-  const q = version === undefined ? '' : `&negotiateVersion=${version}`;
-  const res = await fetch(`http://127.0.0.1:${port}/client/negotiate?hub=${hub}${q}`, {
-    method: 'POST', headers: { Authorization: `Bearer ${token(clientAud())}` },
-  });
-  assert.equal(res.status, 200);
-  return res.json();
-}
-
-/** Open a raw SSE stream; returns {text(), res, req, ended()}. */
-function openSse(port, id, { pause = false } = {}) {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    let ended = false;
-    const req = http.get({ host: '127.0.0.1', port, path: `/client/?hub=${hub}&id=${encodeURIComponent(id)}`,
-      headers: { Accept: 'text/event-stream' } }, (res) => {
-      res.setEncoding('utf8');
-      if (!pause) res.on('data', (d) => { text += d; });
-      res.on('end', () => { ended = true; });
-      res.on('close', () => { ended = true; });
-      resolve({ res, req, text: () => text, ended: () => ended });
-    });
-    req.on('error', (e) => { ended = true; if (!text) reject(e); });
-  });
-}
-
-const send = (port, id, body) => fetch(`http://127.0.0.1:${port}/client/?hub=${hub}&id=${encodeURIComponent(id)}`,
-  { method: 'POST', body, headers: { 'Content-Type': 'text/plain;charset=UTF-8' } });
+const send = clientPost;
 
 test('raw SSE: v0 ids, comment line, handshake, invocation without invocationId, pings, close on SIGTERM', async () => {
   const svc = await startDevhost({ args: ['--ping-interval-ms', '200'] });

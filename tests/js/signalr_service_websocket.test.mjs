@@ -9,18 +9,11 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import {
   startDevhost, startNegotiateApp, makeClient, rest, broadcast, token, clientAud, waitFor, HUB, T,
+  negotiate,
 } from './signalr_service_helpers.mjs';
 
 const hub = HUB.toLowerCase();
 const RS = '\x1e';
-
-async function negotiate(port) {
-  const res = await fetch(`http://127.0.0.1:${port}/client/negotiate?hub=${hub}&negotiateVersion=1`, {
-    method: 'POST', headers: { Authorization: `Bearer ${token(clientAud())}` },
-  });
-  assert.equal(res.status, 200);
-  return res.json();
-}
 
 /** Encode one client frame (masked unless mask === false). */
 function frame(opcode, payload, { fin = true, mask = true, lenOverride } = {}) {
@@ -140,7 +133,7 @@ test('pings keep a WebSocket client with a short server timeout connected', asyn
 test('raw WebSocket: opening handshake checks, 404 / 409 / 400 / 426', async () => {
   const svc = await startDevhost();
   try {
-    const n = await negotiate(svc.port);
+    const n = await negotiate(svc.port, 1);
     const id = `&id=${n.connectionToken}`;
     // RFC 6455 §1.3 example key → known accept value; browsers also append access_token
     const key = 'dGhlIHNhbXBsZSBub25jZQ==';
@@ -154,7 +147,7 @@ test('raw WebSocket: opening handshake checks, 404 / 409 / 400 / 426', async () 
     // unknown id → 404, missing id → 400, bad key → 400, wrong version → 426
     assert.equal((await rawWs(svc.port, '&id=nosuchconnection')).status, 404);
     assert.equal((await rawWs(svc.port, '')).status, 400);
-    const n2 = await negotiate(svc.port);
+    const n2 = await negotiate(svc.port, 1);
     const id2 = `&id=${n2.connectionToken}`;
     for (const bad of ['short', 'dGhlIHNhbXBsZSBub25jZQ', 'dGhlIHNhbXBsZSBub25jZQ=!', '!!!!!!!!!!!!!!!!!!!!!!==']) {
       assert.equal((await rawWs(svc.port, id2, { key: bad })).status, 400, bad);
@@ -174,7 +167,7 @@ test('raw WebSocket: opening handshake checks, 404 / 409 / 400 / 426', async () 
 test('raw WebSocket: masked, fragmented and interleaved frames; ping → pong; close handshake', async () => {
   const svc = await startDevhost();
   try {
-    const n = await negotiate(svc.port);
+    const n = await negotiate(svc.port, 1);
     const ws = await rawWs(svc.port, `&id=${n.connectionToken}`);
     assert.equal(ws.status, 101);
     // the handshake split over three fragments, a ping in the middle, all in one write
@@ -226,7 +219,7 @@ test('raw WebSocket: protocol violations get the right close code and never hurt
       ['RSV bit', () => { const b = frame(1, 'x'); b[0] |= 0x40; return b; }, 1002],
     ];
     for (const [name, make, want] of cases) {
-      const n = await negotiate(svc.port);
+      const n = await negotiate(svc.port, 1);
       const ws = await rawWs(svc.port, `&id=${n.connectionToken}`);
       assert.equal(ws.status, 101, name);
       ws.sock.write(make());
@@ -236,12 +229,12 @@ test('raw WebSocket: protocol violations get the right close code and never hurt
       await waitFor(() => ws.ended(), 5000, `socket end for ${name}`);
     }
     // the service is still fine: a handshake on a new socket works
-    const n = await negotiate(svc.port);
+    const n = await negotiate(svc.port, 1);
     const ws = await rawWs(svc.port, `&id=${n.connectionToken}`);
     ws.sock.write(frame(1, `{"protocol":"json","version":1}${RS}`));
     await waitFor(() => ws.texts() === `{}${RS}`, 5000, 'handshake after the bad clients');
     // a refused handshake: {"error":...} then a normal close
-    const n2 = await negotiate(svc.port);
+    const n2 = await negotiate(svc.port, 1);
     const ws2 = await rawWs(svc.port, `&id=${n2.connectionToken}`);
     ws2.sock.write(frame(1, `{"protocol":"messagepack","version":1}${RS}`));
     await waitFor(() => closeFrame(ws2), 5000, 'close after a refused handshake');
@@ -264,7 +257,7 @@ test('a WebSocket client that stops reading is closed when its queue overflows; 
   const good = makeClient(app.port, { transport: T.WebSockets });
   try {
     await good.conn.start();
-    const n = await negotiate(svc.port);
+    const n = await negotiate(svc.port, 1);
     const stuck = await rawWs(svc.port, `&id=${n.connectionToken}`, { read: false });
     assert.equal(stuck.status, 101);
     stuck.sock.write(frame(1, `{"protocol":"json","version":1}${RS}`));

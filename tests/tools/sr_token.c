@@ -71,10 +71,14 @@ int main(int argc, char **argv)
         cJSON *o = cJSON_CreateObject();
         if (o) {
             cJSON_AddStringToObject(o, "status", sr_verify_status_name(st));
-            cJSON_AddStringToObject(o, "aud", cl.aud);
+            /* aud: one audience as a string ("" when none), several as an array */
+            cJSON *a = cl.naud <= 1 ? cJSON_CreateString(cl.naud ? cl.aud[0] : "")
+                                    : cJSON_CreateStringArray((const char *const *)cl.aud, (int)cl.naud);
+            if (a) cJSON_AddItemToObject(o, "aud", a);
             cJSON_AddNumberToObject(o, "exp", (double)cl.exp);
-            cJSON_AddStringToObject(o, "userId", cl.user_id);
+            cJSON_AddStringToObject(o, "userId", cl.user_id ? cl.user_id : "");
         }
+        sr_claims_free(&cl);
         int rc = print_json(o);
         return rc ? rc : (st == SR_TOKEN_OK ? 0 : 1);
     }

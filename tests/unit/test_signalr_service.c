@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +16,7 @@
 #include "devhost/signalr/signalr_hub.h"
 #include "devhost/signalr/signalr_service.h"
 #include "devhost/signalr/signalr_ws.h"
+#include "util/utf8.h"
 
 static const char *args_lookup(void *arg, const char *name)
 {
@@ -48,6 +50,51 @@ static void test_aud(void **st)
     assert_int_equal(sr_service_aud_ok("", "http", "localhost", NULL, "/client", args_lookup, q), 0);
     assert_int_equal(sr_service_aud_ok("localhost/client", "http", "localhost", NULL, "/client", args_lookup, q), 0);
     assert_int_equal(sr_service_aud_ok("http://[::1/client", "http", "localhost", NULL, "/client", args_lookup, q), 0);
+}
+
+/* The request path is the raw one (percent-escapes and all): each side is decoded once, and
+ * an encoded '/' is part of an id, never a separator. Ids of any length compare. */
+static void test_aud_raw_paths(void **st)
+{
+    (void)st;
+    const char *none[] = {NULL};
+#define AUD_OK(aud, path) sr_service_aud_ok(aud, "http", "localhost", NULL, path, args_lookup, none)
+    assert_int_equal(AUD_OK("http://localhost/api/v1/hubs/h/users/a%2Fb", "/api/v1/hubs/h/users/a%2Fb"), 1);
+    assert_int_equal(AUD_OK("http://localhost/api/v1/hubs/h/users/a%2fb", "/api/v1/hubs/h/users/a%2Fb"), 1);
+    assert_int_equal(AUD_OK("http://localhost/api/v1/hubs/h/users/a/b", "/api/v1/hubs/h/users/a%2Fb"), 0);
+    assert_int_equal(AUD_OK("http://localhost/api/v1/hubs/h/users/a%2Fb", "/api/v1/hubs/h/users/a/b"), 0);
+    /* user "a%41": sent as a%2541, decoded once on each side (it was decoded twice: 401) */
+    assert_int_equal(AUD_OK("http://localhost/api/v1/hubs/h/users/a%2541", "/api/v1/hubs/h/users/a%2541"), 1);
+    assert_int_equal(AUD_OK("http://localhost/api/v1/hubs/h/users/a%41", "/api/v1/hubs/h/users/a%2541"), 0);
+    assert_int_equal(AUD_OK("http://localhost/api/v1/hubs/h/users/aA", "/api/v1/hubs/h/users/a%41"), 1);
+    /* a group of 1,024 characters, every one percent-encoded (3,072 bytes of path) */
+    size_t glen = 1024 * 3;
+    char *g = malloc(glen + 1);
+    assert_non_null(g);
+    for (size_t i = 0; i < 1024; i++) memcpy(g + 3 * i, i % 2 ? "%C3" : "%A9", 3);
+    g[glen] = '\0';
+    char *path = malloc(glen + 64), *aud = malloc(glen + 128);
+    assert_non_null(path);
+    assert_non_null(aud);
+    snprintf(path, glen + 64, "/api/v1/hubs/h/groups/%s", g);
+    snprintf(aud, glen + 128, "http://localhost%s", path);
+    assert_int_equal(AUD_OK(aud, path), 1);
+    aud[strlen(aud) - 1] = 'A'; /* one byte differs at the very end */
+    assert_int_equal(AUD_OK(aud, path), 0);
+    free(g);
+    free(path);
+    free(aud);
+#undef AUD_OK
+    /* a long query value in the audience must equal the request's */
+    char val[3000];
+    memset(val, 'v', sizeof val - 1);
+    val[sizeof val - 1] = '\0';
+    const char *q[] = {"x", val, NULL};
+    char qa[3100];
+    snprintf(qa, sizeof qa, "http://localhost/client/?x=%s", val);
+    assert_int_equal(sr_service_aud_ok(qa, "http", "localhost", NULL, "/client", args_lookup, q), 1);
+    qa[strlen(qa) - 1] = 'w';
+    assert_int_equal(sr_service_aud_ok(qa, "http", "localhost", NULL, "/client", args_lookup, q), 0);
 }
 
 static void test_hub_names(void **st)
@@ -182,6 +229,59 @@ static void test_registry_fanout(void **st)
     sr_registry_free(r);
 }
 
+/* Hubs live while they hold something: names that come and go cost nothing afterwards. */
+static void test_registry_frees_hubs(void **st)
+{
+    (void)st;
+    sr_registry_t *r = sr_registry_new();
+    assert_non_null(r);
+    sr_client_t *cs[200];
+    char hub[32];
+    for (int i = 0; i < 200; i++) {
+        snprintf(hub, sizeof hub, "hub%d", i);
+        cs[i] = connected(r, hub, i % 2 ? "u" : NULL);
+        if (i % 3 == 0) assert_int_equal(sr_registry_group_add_connection(r, hub, "g", cs[i]->id), 0);
+    }
+    assert_int_equal(sr_registry_hub_count(r), 200);
+    for (int i = 0; i < 200; i++) {
+        if (i % 2) sr_registry_deactivate(r, cs[i]);
+        else sr_registry_remove(r, cs[i]);
+    }
+    assert_int_equal(sr_registry_hub_count(r), 0);
+    /* a user's group membership outlives its connections (it applies to future ones) and
+     * keeps the hub; leaving the group frees it */
+    assert_int_equal(sr_registry_group_add_user(r, "solo", "g", "alice"), 0);
+    assert_int_equal(sr_registry_hub_count(r), 1);
+    assert_int_equal(sr_registry_group_remove_user(r, "solo", "g", "alice"), 0);
+    assert_int_equal(sr_registry_hub_count(r), 0);
+    assert_int_equal(sr_registry_group_add_user(r, "solo", "g1", "alice"), 0);
+    assert_int_equal(sr_registry_group_add_user(r, "SOLO", "g2", "alice"), 0);
+    assert_int_equal(sr_registry_user_leave_all(r, "solo", "alice"), 0);
+    assert_int_equal(sr_registry_hub_count(r), 0);
+    /* sends to unknown hubs create nothing */
+    assert_int_equal(sr_registry_send_all(r, "nohub", "x\x1e", 2, NULL, 0), 0);
+    assert_int_equal(sr_registry_send_group(r, "nohub", "g", "x\x1e", 2, NULL, 0), 0);
+    assert_int_equal(sr_registry_hub_count(r), 0);
+    for (int i = 0; i < 200; i++) sr_client_unref(cs[i]);
+    sr_registry_free(r);
+}
+
+/* A client's message in invalid UTF-8 closes it on every transport (WebSockets: 1007). */
+static void test_receive_invalid_utf8(void **st)
+{
+    (void)st;
+    sr_client_t *c = sr_client_new("h", NULL, 1, 1024);
+    assert_non_null(c);
+    c->transport = SR_TRANSPORT_SSE;
+    int hs = 0;
+    assert_int_equal(sr_client_receive(c, "{\"protocol\":\"json\",\"version\":1}\x1e", 32, &hs), 0);
+    assert_int_equal(hs, 1);
+    assert_int_equal(sr_client_receive(c, "{\"type\":6,\"x\":\"\xff\xfe\"}\x1e", 20, &hs), -1);
+    assert_int_equal(c->state, SR_CLIENT_CLOSING);
+    assert_non_null(strstr(buf_str(&c->queue), "Invalid UTF-8"));
+    sr_client_unref(c);
+}
+
 /* One masked client frame into out; returns its length. */
 static size_t mkframe(unsigned char *out, int fin, unsigned op, const void *payload, size_t n, int mask)
 {
@@ -231,13 +331,13 @@ static void test_ws_handshake_and_headers(void **st)
     assert_int_equal(h[8], 0);
     assert_int_equal(h[9], 0);
 
-    assert_true(sr_ws_utf8_valid((const unsigned char *)"plain", 5));
-    assert_true(sr_ws_utf8_valid((const unsigned char *)"\xc3\xa9\xe2\x86\x92\xf0\x9f\x98\x80", 9));
-    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xc3\x28", 2));
-    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xc0\xaf", 2));         /* overlong */
-    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xed\xa0\x80", 3));     /* surrogate */
-    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
-    assert_false(sr_ws_utf8_valid((const unsigned char *)"\xe2\x86", 2));         /* truncated */
+    assert_true(utf8_valid("plain", 5));
+    assert_true(utf8_valid("\xc3\xa9\xe2\x86\x92\xf0\x9f\x98\x80", 9));
+    assert_false(utf8_valid("\xc3\x28", 2));
+    assert_false(utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(utf8_valid("\xe2\x86", 2));         /* truncated */
 }
 
 static void test_ws_reader(void **st)
@@ -358,9 +458,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aud),
+        cmocka_unit_test(test_aud_raw_paths),
         cmocka_unit_test(test_hub_names),
         cmocka_unit_test(test_client_queue_and_handshake),
         cmocka_unit_test(test_registry_fanout),
+        cmocka_unit_test(test_registry_frees_hubs),
+        cmocka_unit_test(test_receive_invalid_utf8),
         cmocka_unit_test(test_ws_handshake_and_headers),
         cmocka_unit_test(test_ws_reader),
     };

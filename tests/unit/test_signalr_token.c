@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "azure/signalr_token.h"
+#include "util/hmac.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -38,9 +39,11 @@ static void test_positive_vector(void **state)
     free(tok);
     sr_claims_t cl;
     assert_int_equal(sr_token_verify(VEC_TOKEN, EMU_KEY, strlen(EMU_KEY), VEC_AUD, 1999999999, &cl), SR_TOKEN_OK);
-    assert_string_equal(cl.aud, VEC_AUD);
+    assert_int_equal(cl.naud, 1);
+    assert_string_equal(cl.aud[0], VEC_AUD);
     assert_int_equal((long long)cl.exp, 2000000000LL);
-    assert_string_equal(cl.user_id, "");
+    assert_null(cl.user_id);
+    sr_claims_free(&cl);
 }
 
 static void test_decoded_key_is_wrong(void **state)
@@ -71,6 +74,7 @@ static void test_user_id_claim(void **state)
     assert_int_equal(sr_token_verify(tok, EMU_KEY, strlen(EMU_KEY), "http://localhost/client/?hub=enviromon",
                                      1000, &cl), SR_TOKEN_OK);
     assert_string_equal(cl.user_id, "user \"7\"");
+    sr_claims_free(&cl);
     free(tok);
 }
 
@@ -175,16 +179,86 @@ static void test_malformed(void **state)
     free(huge);
 }
 
-/* base64url of s without padding (test-side, via OpenSSL's standard base64). */
+/* base64url of p[0..n) without padding (test-side, via OpenSSL's standard base64). */
+static void b64url_n(const void *p, size_t n, char *out)
+{
+    int k = EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+    while (k > 0 && out[k - 1] == '=') k--;
+    out[k] = '\0';
+    for (char *q = out; *q; q++) {
+        if (*q == '+') *q = '-';
+        else if (*q == '/') *q = '_';
+    }
+}
+
 static void b64url(const char *s, char *out)
 {
-    int n = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)strlen(s));
-    while (n > 0 && out[n - 1] == '=') n--;
-    out[n] = '\0';
-    for (char *p = out; *p; p++) {
-        if (*p == '+') *p = '-';
-        else if (*p == '/') *p = '_';
-    }
+    b64url_n(s, strlen(s), out);
+}
+
+/* An HS256 token (emulator key) for any payload JSON; the caller frees it. */
+static char *sign(const char *payload)
+{
+    size_t n = strlen(payload);
+    char *tok = malloc(64 + n * 4 / 3 + 64);
+    assert_non_null(tok);
+    b64url("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", tok);
+    strcat(tok, ".");
+    b64url_n(payload, n, tok + strlen(tok));
+    unsigned char mac[32];
+    assert_int_equal(hmac_sha256(EMU_KEY, strlen(EMU_KEY), tok, strlen(tok), mac), 0);
+    strcat(tok, ".");
+    b64url_n(mac, sizeof mac, tok + strlen(tok));
+    return tok;
+}
+
+/* Claims are sized by the token: an audience of 2,500 bytes and a user id of 1,000 come
+ * through whole (they were cut at 511 and 255 bytes, so long group names got 401 and long
+ * user ids were unreachable). */
+static void test_long_claims(void **state)
+{
+    (void)state;
+    char aud[2600], uid[1001], payload[4000];
+    int k = snprintf(aud, sizeof aud, "http://localhost/api/v1/hubs/h/groups/");
+    memset(aud + k, 'g', 2500 - (size_t)k);
+    aud[2500] = '\0';
+    memset(uid, 'u', 1000);
+    uid[1000] = '\0';
+    snprintf(payload, sizeof payload, "{\"aud\":\"%s\",\"exp\":2000000000,\"nameid\":\"%s\"}", aud, uid);
+    char *tok = sign(payload);
+    sr_claims_t cl;
+    assert_int_equal(sr_token_verify(tok, EMU_KEY, strlen(EMU_KEY), aud, 1000, &cl), SR_TOKEN_OK);
+    assert_int_equal(cl.naud, 1);
+    assert_string_equal(cl.aud[0], aud);
+    assert_string_equal(cl.user_id, uid);
+    assert_int_equal(cl.exp, 2000000000);
+    sr_claims_free(&cl);
+    assert_null(cl.aud);
+    assert_null(cl.user_id);
+    free(tok);
+}
+
+/* RFC 7519 §4.1.3: aud may be an array; the token is for us when one element matches. */
+static void test_aud_array(void **state)
+{
+    (void)state;
+    char *tok = sign("{\"aud\":[\"http://elsewhere/x\",7,\"" VEC_AUD "\"],\"exp\":2000000000,\"asrs.s.uid\":\"bob\"}");
+    sr_claims_t cl;
+    assert_int_equal(sr_token_verify(tok, EMU_KEY, strlen(EMU_KEY), VEC_AUD, 1000, &cl), SR_TOKEN_OK);
+    assert_int_equal(cl.naud, 2); /* the number is not an audience */
+    assert_string_equal(cl.aud[0], "http://elsewhere/x");
+    assert_string_equal(cl.aud[1], VEC_AUD);
+    assert_string_equal(cl.user_id, "bob");
+    sr_claims_free(&cl);
+    assert_int_equal(verify(tok, "http://localhost/api/hubs/other/:send", 1000), SR_TOKEN_BAD_AUDIENCE);
+    free(tok);
+    tok = sign("{\"aud\":[],\"exp\":2000000000}");
+    assert_int_equal(sr_token_verify(tok, EMU_KEY, strlen(EMU_KEY), NULL, 1000, &cl), SR_TOKEN_OK);
+    assert_int_equal(cl.naud, 0);
+    assert_null(cl.user_id);
+    sr_claims_free(&cl);
+    assert_int_equal(verify(tok, VEC_AUD, 1000), SR_TOKEN_BAD_AUDIENCE);
+    free(tok);
 }
 
 static void test_alg_none_and_others(void **state)
@@ -337,6 +411,8 @@ int main(void)
         cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_alg_none_and_others),
+        cmocka_unit_test(test_long_claims),
+        cmocka_unit_test(test_aud_array),
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_parse_emulator),
         cmocka_unit_test(test_parse_azure_forms),

@@ -12,6 +12,7 @@
 
 #include "devhost/signalr/signalr_ws.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 int64_t sr_now_ms(void)
 {
@@ -220,6 +221,14 @@ int sr_client_receive(sr_client_t *c, const char *data, size_t len, int *handsha
     c->last_seen_ms = sr_now_ms();
     int rc = 0;
     size_t i = 0;
+    /* The JSON hub protocol is text: a POST body in invalid UTF-8 is refused as a WebSocket
+     * Text message is (close 1007 there), so every transport treats it alike. */
+    if (c->state != SR_CLIENT_CLOSING && !utf8_valid(data, len)) {
+        log_warn(NULL, "signalr: connection %s sent a message that is not valid UTF-8; closing it", c->id);
+        close_locked(c, "message not valid UTF-8", 1, "Invalid UTF-8 in message.", 0);
+        pthread_mutex_unlock(&c->lock);
+        return -1;
+    }
     while (i < len && c->state != SR_CLIENT_CLOSING) {
         const char *rs = memchr(data + i, SR_RS, len - i);
         if (!rs) {

@@ -5,6 +5,7 @@
  * with a client lock held. */
 #include "devhost/signalr/signalr_hub.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -224,6 +225,18 @@ static void group_maybe_drop(hub_t *h, const char *group, group_t *g)
     }
 }
 
+/* Free a hub that holds nothing any more (no connection, no user, no group), so that hub
+ * names that come and go cost nothing once unused. h may be NULL. */
+static void hub_maybe_drop(sr_registry_t *r, const char *hub, hub_t *h)
+{
+    char k[SR_HUB_MAX + 1];
+    if (!h || h->clients.n || h->users.n || h->groups.n || hub_key(hub, k) != 0) return;
+    void *gone = map_del(&r->hubs, k);
+    assert(gone == h);
+    (void)gone;
+    hub_free(h);
+}
+
 int sr_registry_add(sr_registry_t *r, sr_client_t *c)
 {
     pthread_rwlock_wrlock(&r->lock);
@@ -258,7 +271,7 @@ int sr_registry_activate(sr_registry_t *r, sr_client_t *c)
     pthread_mutex_unlock(&c->lock);
     if (c->active || !c->listed || closing) goto out;
     hub_t *h = hub_get(r, c->hub, 1);
-    if (!h || vec_push(&h->clients, c) != 0) { rc = -1; goto out; }
+    if (!h || vec_push(&h->clients, c) != 0) { rc = -1; goto fail; }
     if (c->user) {
         vec_t *uv = map_get(&h->users, c->user);
         if (!uv) {
@@ -267,13 +280,16 @@ int sr_registry_activate(sr_registry_t *r, sr_client_t *c)
                 free(uv);
                 vec_remove(&h->clients, c);
                 rc = -1;
-                goto out;
+                goto fail;
             }
         }
-        if (vec_push(uv, c) != 0) { vec_remove(&h->clients, c); rc = -1; goto out; }
+        if (vec_push(uv, c) != 0) { vec_remove(&h->clients, c); rc = -1; goto fail; }
     }
     c->active = 1;
     r->active++;
+    goto out;
+fail:
+    hub_maybe_drop(r, c->hub, h);
 out:
     pthread_rwlock_unlock(&r->lock);
     return rc;
@@ -304,6 +320,7 @@ static void deactivate_locked(sr_registry_t *r, sr_client_t *c)
     c->ngroups = 0;
     c->active = 0;
     r->active--;
+    hub_maybe_drop(r, c->hub, h);
 }
 
 void sr_registry_deactivate(sr_registry_t *r, sr_client_t *c)
@@ -359,6 +376,14 @@ void sr_registry_counts(sr_registry_t *r, size_t *listed, size_t *active)
     *listed = r->by_key.n;
     *active = r->active;
     pthread_rwlock_unlock(&r->lock);
+}
+
+size_t sr_registry_hub_count(sr_registry_t *r)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    size_t n = r->hubs.n;
+    pthread_rwlock_unlock(&r->lock);
+    return n;
 }
 
 static int is_excluded(const sr_client_t *c, const char *const *ex, size_t nex)
@@ -508,6 +533,7 @@ int sr_registry_group_remove_connection(sr_registry_t *r, const char *hub, const
         vec_remove(&g->clients, c);
         group_maybe_drop(h, group, g);
     }
+    /* (h stays: c is active in it) */
     for (size_t i = 0; i < c->ngroups; i++) {
         if (strcmp(c->groups[i], group) == 0) {
             free(c->groups[i]);
@@ -530,6 +556,7 @@ int sr_registry_group_add_user(sr_registry_t *r, const char *hub, const char *gr
     if (!g || map_put(&g->users, user, g) != 0) {
         rc = -1;
         if (g) group_maybe_drop(h, group, g);
+        hub_maybe_drop(r, hub, h);
     }
     pthread_rwlock_unlock(&r->lock);
     return rc;
@@ -544,6 +571,7 @@ int sr_registry_group_remove_user(sr_registry_t *r, const char *hub, const char 
     if (g) {
         map_del(&g->users, user);
         group_maybe_drop(h, group, g);
+        hub_maybe_drop(r, hub, h);
     }
     pthread_rwlock_unlock(&r->lock);
     return 0;
@@ -571,6 +599,7 @@ int sr_registry_user_leave_all(sr_registry_t *r, const char *hub, const char *us
             free(name);
         }
         free(names.v);
+        hub_maybe_drop(r, hub, h);
     }
     pthread_rwlock_unlock(&r->lock);
     return rc;

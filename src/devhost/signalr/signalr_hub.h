@@ -40,6 +40,8 @@ void sr_registry_close(sr_registry_t *r);
 size_t sr_registry_snapshot(sr_registry_t *r, sr_client_t ***out);
 /* Number of listed clients and of active (connected) ones. */
 void sr_registry_counts(sr_registry_t *r, size_t *listed, size_t *active);
+/* Number of hubs held: a hub exists while it has a connection, a user or a group (tests). */
+size_t sr_registry_hub_count(sr_registry_t *r);
 
 /* Deliveries. Each returns the number of connections the record was queued for, or -1 on
  * out of memory. excluded (may be NULL) lists connection ids to skip. */

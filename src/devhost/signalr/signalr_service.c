@@ -20,12 +20,16 @@
 
 #include "azure/signalr_token.h"
 #include "devhost/signalr/signalr_conn.h"
+#include "devhost/signalr/signalr_guard.h"
 #include "devhost/signalr/signalr_hub.h"
 #include "devhost/signalr/signalr_ws.h"
 #include "util/buf.h"
+#include "util/json_raw.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 #define SR_MAX_EXCLUDED 1024
+#define SR_GROUP_MAX 1024 /* characters (UTF-16 code units), as the service allows */
 #define SR_CLOSE_GRACE_MS 5000
 #define SR_STATS_EVERY_MS 10000
 #define SR_WS_CLOSE_GRACE_MS 2500
@@ -35,6 +39,7 @@ struct sr_service {
     sr_conn_t          cs;
     sr_registry_t     *reg;
     sr_ws_server_t    *ws;
+    sr_guard_t        *guard;
     sr_service_opts_t  o;
     int                port;
     pthread_t          hk;
@@ -45,11 +50,15 @@ struct sr_service {
     int                stopping;       /* under hk_lock */
     pthread_mutex_t    stats_lock;
     unsigned long long rest_msgs, deliveries, stat_rest_logged, stat_del_logged;
+    uint64_t           guard_expired_logged, guard_evicted_logged; /* housekeeping thread */
 };
 
 typedef enum { RQ_PLAIN = 0, RQ_SSE, RQ_LP, RQ_LP_PARKED, RQ_WS } rq_kind_t;
 
 typedef struct req {
+    char                *raw_path;  /* the request path as sent (not percent-decoded) */
+    sr_guard_conn_t     *guard;     /* the connection's admission-guard entry, or NULL */
+    int                  started;   /* the first access-handler call (headers) happened */
     rq_kind_t            kind;
     buf_t                body;
     int                  too_large;
@@ -68,6 +77,7 @@ void sr_service_opts_default(sr_service_opts_t *o)
     o->poll_timeout_ms = 90000;
     o->handshake_timeout_ms = 15000;
     o->lp_idle_timeout_ms = 30000;
+    o->request_timeout_ms = 10000;
     o->max_queue_bytes = 1u << 20;
     o->max_body_bytes = 1u << 20;
     o->threads = 2;
@@ -82,6 +92,17 @@ int sr_service_valid_hub(const char *name)
     return 1;
 }
 
+/* Length of UTF-8 text s in UTF-16 code units: what the service's (.NET) limits count. */
+static size_t utf16_length(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p & 0xc0) != 0x80) n++;  /* one per code point ... */
+        if (*p >= 0xf0) n++;           /* ... two beyond U+FFFF (a surrogate pair) */
+    }
+    return n;
+}
+
 static int hexval(int ch)
 {
     if (ch >= '0' && ch <= '9') return ch - '0';
@@ -90,28 +111,59 @@ static int hexval(int ch)
     return -1;
 }
 
-/* Percent-decode [s, s+n) into out (outlen); '+' stays '+'. Returns 0 or -1 (too long). */
-static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
+/* The byte a percent-escape at s[i] ("%XY") stands for, or -1 when there is none there. */
+static int pct_at(const char *s, size_t n, size_t i)
 {
-    size_t o = 0;
+    if (s[i] != '%' || i + 2 >= n) return -1;
+    int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+    return h < 0 || l < 0 ? -1 : h * 16 + l;
+}
+
+/* Percent-decode the string s in place ('+' stays '+'; a '%' without two hex digits stays
+ * as it is). Returns 0, or -1 when it decodes to a NUL byte (no id may hold one). */
+static int pct_decode_inplace(char *s)
+{
+    size_t n = strlen(s), o = 0;
     for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '%' && i + 2 < n) {
-            int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
-            if (h >= 0 && l >= 0) { ch = (char)(h * 16 + l); i += 2; }
-        }
-        if (o + 1 >= outlen) return -1;
-        out[o++] = ch;
+        int ch = pct_at(s, n, i);
+        if (ch == 0) return -1;
+        if (ch > 0) i += 2;
+        else ch = (unsigned char)s[i];
+        s[o++] = (char)ch;
     }
-    out[o] = '\0';
+    s[o] = '\0';
     return 0;
 }
 
-/* Copy [s, s+n) to out, dropping trailing '/'. Returns 0 or -1. */
-static int trim_slash(const char *s, size_t n, char *out, size_t outlen)
+/* Decoded copy of s[0..n), or NULL when it holds a %00 or memory is short. */
+static char *pct_dup(const char *s, size_t n)
 {
-    while (n > 0 && s[n - 1] == '/') n--;
-    return pct_decode(s, n, out, outlen);
+    char *d = strndup(s, n);
+    if (d && pct_decode_inplace(d) != 0) {
+        free(d);
+        d = NULL;
+    }
+    return d;
+}
+
+/* 1 when two percent-encoded paths are equal, each decoded once, ignoring ASCII case and
+ * trailing '/'. A literal '/' separates segments and never equals an encoded one ("%2F"), so
+ * "users/a%2Fb" and "users/a/b" differ. No copies: ids of any length compare. */
+static int path_eq(const char *a, size_t na, const char *b, size_t nb)
+{
+    while (na > 0 && a[na - 1] == '/') na--;
+    while (nb > 0 && b[nb - 1] == '/') nb--;
+    size_t i = 0, j = 0;
+    while (i < na && j < nb) {
+        int ca = pct_at(a, na, i), cb = pct_at(b, nb, j);
+        int sep_a = ca < 0 && a[i] == '/', sep_b = cb < 0 && b[j] == '/';
+        if (ca < 0) ca = (unsigned char)a[i++];
+        else i += 3;
+        if (cb < 0) cb = (unsigned char)b[j++];
+        else j += 3;
+        if (sep_a != sep_b || tolower(ca) != tolower(cb)) return 0;
+    }
+    return i == na && j == nb;
 }
 
 int sr_service_aud_ok(const char *aud, const char *scheme, const char *host,
@@ -149,28 +201,25 @@ int sr_service_aud_ok(const char *aud, const char *scheme, const char *host,
     }
     if (!host_ok) return 0;
     size_t pl = strcspn(rest, "?#");
-    char ap[2048], ep[2048];
-    if (trim_slash(rest, pl, ap, sizeof ap) != 0 ||
-        trim_slash(expect_path, strlen(expect_path), ep, sizeof ep) != 0)
-        return 0;
-    if (strcasecmp(ap, ep) != 0) return 0;
+    if (!path_eq(rest, pl, expect_path, strlen(expect_path))) return 0;
     if (rest[pl] != '?') return 1;
     const char *q = rest + pl + 1;
-    while (*q && *q != '#') {
+    int ok = 1;
+    while (ok && *q && *q != '#') {
         size_t n = strcspn(q, "&#");
         if (n > 0) {
             const char *eq = memchr(q, '=', n);
             size_t kn = eq ? (size_t)(eq - q) : n;
-            char k[256], v[1024];
-            if (pct_decode(q, kn, k, sizeof k) != 0) return 0;
-            if (pct_decode(eq ? eq + 1 : q + n, eq ? n - kn - 1 : 0, v, sizeof v) != 0) return 0;
-            const char *have = lookup ? lookup(arg, k) : NULL;
-            if (!have || strcasecmp(have, v) != 0) return 0;
+            char *k = pct_dup(q, kn), *v = pct_dup(eq ? eq + 1 : q + n, eq ? n - kn - 1 : 0);
+            const char *have = k && v && lookup ? lookup(arg, k) : NULL;
+            ok = have && strcasecmp(have, v) == 0;
+            free(k);
+            free(v);
         }
         q += n;
         if (*q == '&') q++;
     }
-    return 1;
+    return ok;
 }
 
 static const char *mhd_arg_lookup(void *arg, const char *name)
@@ -242,11 +291,14 @@ static int is_stopping(sr_service_t *s)
 /* ---- authentication ----------------------------------------------------------------- */
 
 /* Verify the request's Bearer token (or, when allow_query, the access_token argument)
- * against the connection string's key and the expected audience path. Returns 1 when
- * authorised (claims filled), else 0 with the reason in why (never the token). */
+ * against the connection string's key and the expected audience path (the raw request path,
+ * percent-escapes and all). An aud array is accepted when one of its elements matches (RFC
+ * 7519 §4.1.3). Returns 1 when authorised, else 0 with the reason in why (never the token);
+ * either way the caller frees claims with sr_claims_free. */
 static int authorize(sr_service_t *s, struct MHD_Connection *mc, const char *expect_path,
                      int allow_query, sr_claims_t *claims, char *why, size_t whylen)
 {
+    memset(claims, 0, sizeof *claims); /* freeable on every path */
     const char *tok = NULL;
     const char *auth = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth) {
@@ -269,13 +321,20 @@ static int authorize(sr_service_t *s, struct MHD_Connection *mc, const char *exp
         return 0;
     }
     const char *host_hdr = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-    if (!sr_service_aud_ok(claims->aud, s->cs.scheme, s->cs.host, host_hdr, expect_path,
-                           mhd_arg_lookup, mc)) {
-        snprintf(why, whylen, "token rejected: audience '%.200s' does not match %s://%s%s",
-                 claims->aud, s->cs.scheme, s->cs.host, expect_path);
-        return 0;
-    }
-    return 1;
+    for (size_t i = 0; i < claims->naud; i++)
+        if (sr_service_aud_ok(claims->aud[i], s->cs.scheme, s->cs.host, host_hdr, expect_path,
+                              mhd_arg_lookup, mc))
+            return 1;
+    if (claims->naud == 1)
+        snprintf(why, whylen, "token rejected: audience '%.200s' does not match %s://%s%.200s",
+                 claims->aud[0], s->cs.scheme, s->cs.host, expect_path);
+    else if (claims->naud == 0)
+        snprintf(why, whylen, "token rejected: no aud claim (expected %s://%s%.200s)",
+                 s->cs.scheme, s->cs.host, expect_path);
+    else
+        snprintf(why, whylen, "token rejected: none of its %zu audiences matches %s://%s%.200s",
+                 claims->naud, s->cs.scheme, s->cs.host, expect_path);
+    return 0;
 }
 
 static enum MHD_Result unauthorized(struct MHD_Connection *mc, const char *what, const char *why)
@@ -294,47 +353,63 @@ static enum MHD_Result unauthorized(struct MHD_Connection *mc, const char *what,
 
 /* ---- REST API ----------------------------------------------------------------------- */
 
-/* Build {"type":1,"target":T,"arguments":[...]} + 0x1E from a REST body. Returns a malloc'd
- * record or NULL with the reason in why. Property names are matched ignoring case (the SDK
- * sends Target/Arguments, the 2022-06-01 swagger target/arguments). */
+/* Build {"type":1,"target":T,"arguments":[...]} + 0x1E from a REST body. The body must be
+ * exactly one JSON object in valid UTF-8; target and arguments are forwarded as their JSON
+ * text as sent (whitespace between tokens removed), never parsed and printed again, so big
+ * integers, 1e400 and "\u0000" reach clients unchanged. Property names are matched ignoring
+ * case (the SDK sends Target/Arguments, the 2022-06-01 swagger target/arguments). Returns a
+ * malloc'd record or NULL with the reason in why. */
 static char *make_invocation(const char *body, size_t len, size_t *outlen, char *why, size_t whylen)
 {
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        snprintf(why, whylen, "body must be a JSON object {\"target\": \"method\", \"arguments\": [...]}");
-        return NULL;
+    static const char shape[] = "body must be a JSON object {\"target\": \"method\", \"arguments\": [...]}";
+    buf_t text = BUF_INIT, rec = BUF_INIT;
+    char jerr[160];
+    if (json_raw_compact(body, len, &text, jerr, sizeof jerr) != 0) {
+        snprintf(why, whylen, "%s (%s)", shape, text.oom ? "out of memory" : jerr);
+        goto fail;
     }
-    cJSON *target = cJSON_GetObjectItem(j, "target");
-    cJSON *args = cJSON_GetObjectItem(j, "arguments");
-    if (!cJSON_IsString(target) || !target->valuestring[0]) {
-        cJSON_Delete(j);
+    if (text.len == 0 || text.data[0] != '{') {
+        snprintf(why, whylen, "%s", shape);
+        goto fail;
+    }
+    json_raw_member_t m, target = {0}, args = {0};
+    for (size_t pos = 0; json_raw_next_member(text.data, text.len, &pos, &m);) {
+        json_raw_member_t *slot = json_raw_string_eq_ci(m.key, m.key_len, "target")      ? &target
+                                : json_raw_string_eq_ci(m.key, m.key_len, "arguments") ? &args
+                                                                                        : NULL;
+        if (!slot) continue;
+        if (slot->val) {
+            snprintf(why, whylen, "body names \"%s\" twice", slot == &target ? "target" : "arguments");
+            goto fail;
+        }
+        *slot = m;
+    }
+    if (!target.val || target.val[0] != '"' || target.val_len <= 2) {
         snprintf(why, whylen, "body needs a non-empty string \"target\" (the client method name)");
-        return NULL;
+        goto fail;
     }
-    if (args && !cJSON_IsArray(args) && !cJSON_IsNull(args)) {
-        cJSON_Delete(j);
+    int args_null = args.val && args.val_len == 4 && memcmp(args.val, "null", 4) == 0;
+    if (args.val && !args_null && args.val[0] != '[') {
         snprintf(why, whylen, "\"arguments\" must be an array");
-        return NULL;
+        goto fail;
     }
-    cJSON *m = cJSON_CreateObject();
-    char *s = NULL;
-    if (m && cJSON_AddNumberToObject(m, "type", 1) &&
-        cJSON_AddStringToObject(m, "target", target->valuestring)) {
-        cJSON *a = cJSON_IsArray(args) ? cJSON_DetachItemViaPointer(j, args) : cJSON_CreateArray();
-        if (a && cJSON_AddItemToObject(m, "arguments", a)) s = cJSON_PrintUnformatted(m);
-        else cJSON_Delete(a);
+    buf_puts(&rec, "{\"type\":1,\"target\":");
+    buf_append(&rec, target.val, target.val_len);
+    buf_puts(&rec, ",\"arguments\":");
+    if (args.val && !args_null) buf_append(&rec, args.val, args.val_len);
+    else buf_puts(&rec, "[]");
+    buf_puts(&rec, "}\x1e");
+    if (rec.oom) {
+        snprintf(why, whylen, "out of memory");
+        goto fail;
     }
-    cJSON_Delete(m);
-    cJSON_Delete(j);
-    if (!s) { snprintf(why, whylen, "out of memory"); return NULL; }
-    size_t n = strlen(s);
-    char *rec = realloc(s, n + 2);
-    if (!rec) { free(s); snprintf(why, whylen, "out of memory"); return NULL; }
-    rec[n] = SR_RS;
-    rec[n + 1] = '\0';
-    *outlen = n + 1;
-    return rec;
+    buf_free(&text);
+    *outlen = rec.len;
+    return buf_steal(&rec);
+fail:
+    buf_free(&text);
+    buf_free(&rec);
+    return NULL;
 }
 
 typedef struct excl { const char *v[SR_MAX_EXCLUDED]; size_t n; } excl_t;
@@ -355,44 +430,15 @@ enum rest_op {
     OP_HAS_USER, OP_HAS_GROUP, OP_HAS_CONN
 };
 
-static enum MHD_Result handle_rest(sr_service_t *s, req_t *rq, struct MHD_Connection *mc,
-                                   const char *url, const char *method)
+/* The REST route of seg[0..n) (percent-decoded segments after the hubs prefix; seg[0] is a
+ * valid hub name); the caller has authorised the request. */
+static enum MHD_Result rest_route(sr_service_t *s, req_t *rq, struct MHD_Connection *mc,
+                                  const char *url, const char *method, char **seg, size_t n)
 {
     char why[600];
-    sr_claims_t claims;
     int is_post = strcmp(method, "POST") == 0, is_put = strcmp(method, "PUT") == 0;
     int is_del = strcmp(method, "DELETE") == 0;
     int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-
-    if (strcmp(url, "/api/health") == 0 || strcmp(url, "/api/v1/health") == 0) {
-        if (!is_get) return respond(mc, MHD_HTTP_METHOD_NOT_ALLOWED, "use HEAD or GET");
-        if (!authorize(s, mc, url, 0, &claims, why, sizeof why)) return unauthorized(mc, url, why);
-        return respond(mc, MHD_HTTP_OK, "");
-    }
-    const char *p;
-    if (strncmp(url, "/api/v1/hubs/", 13) == 0) p = url + 13;
-    else if (strncmp(url, "/api/hubs/", 10) == 0) p = url + 10;
-    else return respond_fmt(mc, MHD_HTTP_NOT_FOUND, "no such REST route: %.200s", url);
-
-    char path[4096];
-    if (strlen(p) >= sizeof path) return respond(mc, MHD_HTTP_URI_TOO_LONG, "path too long");
-    strcpy(path, p);
-    char *seg[8];
-    size_t n = 0;
-    for (char *q = path; n < 8;) {
-        seg[n++] = q;
-        char *sl = strchr(q, '/');
-        if (!sl) break;
-        *sl = '\0';
-        q = sl + 1;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!seg[i][0]) return respond_fmt(mc, MHD_HTTP_BAD_REQUEST, "empty path segment in %.200s", url);
-    if (!sr_service_valid_hub(seg[0]))
-        return respond(mc, MHD_HTTP_BAD_REQUEST,
-                       "invalid hub name: it must start with a letter and contain only letters, digits and '_'");
-
-    if (!authorize(s, mc, url, 0, &claims, why, sizeof why)) return unauthorized(mc, url, why);
 
     enum rest_op op = OP_NONE;
     const char *user = NULL, *group = NULL, *conn = NULL;
@@ -425,7 +471,9 @@ static enum MHD_Result handle_rest(sr_service_t *s, req_t *rq, struct MHD_Connec
         op = is_put ? OP_ADD_CONN_GROUP : is_del ? OP_DEL_CONN_GROUP : OP_NONE;
     }
     if (op == OP_NONE) return respond_fmt(mc, MHD_HTTP_NOT_FOUND, "no such REST route: %s %.200s", method, url);
-    if (group && strlen(group) > 1024)
+    if ((user && !utf8_valid(user, strlen(user))) || (group && !utf8_valid(group, strlen(group))))
+        return respond(mc, MHD_HTTP_BAD_REQUEST, "user ids and group names must be UTF-8 (percent-encoded)");
+    if (group && utf16_length(group) > SR_GROUP_MAX)
         return respond(mc, MHD_HTTP_BAD_REQUEST, "group name longer than 1024 characters");
     const char *hub = seg[0];
 
@@ -487,6 +535,59 @@ static enum MHD_Result handle_rest(sr_service_t *s, req_t *rq, struct MHD_Connec
     return respond(mc, MHD_HTTP_ACCEPTED, "");
 }
 
+/* Serverless REST API. url is the raw request path: libmicrohttpd's decoded one cannot tell
+ * "users/a%2Fb" from "users/a/b", so the path is split first and each segment decoded once
+ * (ids with '/' or '%' stay targetable), and the token's audience is compared with the raw
+ * path (decoded once on both sides). */
+static enum MHD_Result handle_rest(sr_service_t *s, req_t *rq, struct MHD_Connection *mc,
+                                   const char *url, const char *method)
+{
+    char why[600];
+    sr_claims_t claims;
+    int ok;
+    if (strcmp(url, "/api/health") == 0 || strcmp(url, "/api/v1/health") == 0) {
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+            return respond(mc, MHD_HTTP_METHOD_NOT_ALLOWED, "use HEAD or GET");
+        ok = authorize(s, mc, url, 0, &claims, why, sizeof why);
+        sr_claims_free(&claims);
+        return ok ? respond(mc, MHD_HTTP_OK, "") : unauthorized(mc, url, why);
+    }
+    const char *p;
+    if (strncmp(url, "/api/v1/hubs/", 13) == 0) p = url + 13;
+    else if (strncmp(url, "/api/hubs/", 10) == 0) p = url + 10;
+    else return respond_fmt(mc, MHD_HTTP_NOT_FOUND, "no such REST route: %.200s", url);
+
+    char *path = strdup(p);
+    if (!path) return respond(mc, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+    char *seg[8];
+    size_t n = 0;
+    for (char *q = path; n < 8;) {
+        seg[n++] = q;
+        char *sl = strchr(q, '/');
+        if (!sl) break;
+        *sl = '\0';
+        q = sl + 1;
+    }
+    enum MHD_Result ret;
+    const char *bad = NULL;
+    for (size_t i = 0; i < n && !bad; i++) {
+        if (!seg[i][0]) bad = "empty path segment";
+        else if (pct_decode_inplace(seg[i]) != 0) bad = "%00 in a path segment";
+    }
+    if (bad) {
+        ret = respond_fmt(mc, MHD_HTTP_BAD_REQUEST, "%s in %.200s", bad, url);
+    } else if (!sr_service_valid_hub(seg[0])) {
+        ret = respond(mc, MHD_HTTP_BAD_REQUEST,
+                      "invalid hub name: it must start with a letter and contain only letters, digits and '_'");
+    } else {
+        ok = authorize(s, mc, url, 0, &claims, why, sizeof why);
+        sr_claims_free(&claims);
+        ret = ok ? rest_route(s, rq, mc, url, method, seg, n) : unauthorized(mc, url, why);
+    }
+    free(path);
+    return ret;
+}
+
 /* ---- negotiate ---------------------------------------------------------------------- */
 
 static enum MHD_Result handle_negotiate(sr_service_t *s, struct MHD_Connection *mc, const char *method)
@@ -501,12 +602,16 @@ static enum MHD_Result handle_negotiate(sr_service_t *s, struct MHD_Connection *
     for (size_t i = 0; i <= hl; i++) lhub[i] = (char)tolower((unsigned char)hub[i]);
     char why[600];
     sr_claims_t claims;
-    if (!authorize(s, mc, "/client", 1, &claims, why, sizeof why))
+    if (!authorize(s, mc, "/client", 1, &claims, why, sizeof why)) {
+        sr_claims_free(&claims);
         return unauthorized(mc, "/client/negotiate", why);
-    if (is_stopping(s)) return respond(mc, MHD_HTTP_SERVICE_UNAVAILABLE, "server is shutting down");
+    }
     const char *nv = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "negotiateVersion");
     int version = nv && atoi(nv) >= 1 ? 1 : 0;
-    sr_client_t *c = sr_client_new(lhub, claims.user_id, version, s->o.max_queue_bytes);
+    int stopping = is_stopping(s);
+    sr_client_t *c = stopping ? NULL : sr_client_new(lhub, claims.user_id, version, s->o.max_queue_bytes);
+    sr_claims_free(&claims);
+    if (stopping) return respond(mc, MHD_HTTP_SERVICE_UNAVAILABLE, "server is shutting down");
     if (!c) return respond(mc, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
     int rc = sr_registry_add(s->reg, c);
     if (rc != 0) {
@@ -790,11 +895,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 {
     (void)version;
     sr_service_t *s = cls;
-    req_t *rq = *con_cls;
-    if (!rq) {
-        rq = calloc(1, sizeof *rq);
-        if (!rq) return MHD_NO;
-        *con_cls = rq;
+    req_t *rq = *con_cls; /* made by on_uri */
+    if (!rq) return MHD_NO; /* out of memory there */
+    if (!rq->started) {
+        rq->started = 1;
         const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             char *end;
@@ -821,6 +925,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         *upload_size = 0;
         return MHD_YES;
     }
+    /* The request is all here (headers and body): no deadline until the next one. */
+    sr_guard_request_arrived(s->guard, rq->guard);
     if (rq->kind == RQ_LP_PARKED) return lp_poll(s, rq, mc, 1);
 
     if (strcmp(method, "OPTIONS") == 0) {
@@ -836,7 +942,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         MHD_destroy_response(r);
         return ret;
     }
-    if (strncmp(url, "/api/", 5) == 0) return handle_rest(s, rq, mc, url, method);
+    if (strncmp(rq->raw_path, "/api/", 5) == 0) return handle_rest(s, rq, mc, rq->raw_path, method);
     if (strcmp(url, "/client/negotiate") == 0 || strcmp(url, "/client/negotiate/") == 0)
         return handle_negotiate(s, mc, method);
     if (strcmp(url, "/client/") == 0 || strcmp(url, "/client") == 0)
@@ -847,11 +953,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)toe;
+    sr_service_t *s = cls;
     req_t *rq = *con_cls;
     if (!rq) return;
     *con_cls = NULL;
+    /* A kept-alive connection waits for its next request, under the deadline again. (An
+     * upgraded WebSocket is never waiting: its completion means it is gone.) */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->kind != RQ_WS)
+        sr_guard_idle(s->guard, rq->guard);
     sr_client_t *c = rq->client;
     if (c) {
         int stream_ended = 0;
@@ -874,7 +983,39 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         sr_client_unref(c);
     }
     buf_free(&rq->body);
+    free(rq->raw_path);
     free(rq);
+}
+
+/* Request line read (libmicrohttpd's URI log callback, before it decodes anything): the
+ * request's state, with the raw path. Its return value is the request's con_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
+{
+    (void)cls;
+    req_t *rq = calloc(1, sizeof *rq);
+    if (!rq) return NULL;
+    rq->raw_path = strndup(uri, strcspn(uri, "?"));
+    if (!rq->raw_path) {
+        free(rq);
+        return NULL;
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    rq->guard = ci ? ci->socket_context : NULL;
+    return rq;
+}
+
+/* Connection opened or closed: the admission guard tracks it (signalr_guard.h). */
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    sr_service_t *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? sr_guard_opened(s->guard, ci->connect_fd) : NULL;
+    } else {
+        sr_guard_closed(s->guard, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -916,6 +1057,11 @@ static void housekeep_once(sr_service_t *s, int64_t now)
             reason = c->transport == SR_TRANSPORT_NONE ? "no transport connected in time"
                                                        : "no handshake in time";
             if (c->transport != SR_TRANSPORT_NONE) act |= HK_CLOSE_MSG;
+        } else if (c->transport == SR_TRANSPORT_NONE && now - c->created_ms > s->o.handshake_timeout_ms) {
+            /* Handshake POSTed but no transport ever attached: nothing would ever drain its
+             * queue, so it is reaped like a connection that never handshook. */
+            act |= HK_CLOSE;
+            reason = "handshake done but no transport connected in time";
         } else if (c->transport == SR_TRANSPORT_SSE || c->transport == SR_TRANSPORT_WS) {
             if (c->state == SR_CLIENT_CONNECTED && now - c->last_ping_ms >= s->o.ping_interval_ms) {
                 c->last_ping_ms = now;
@@ -946,6 +1092,22 @@ static void housekeep_once(sr_service_t *s, int64_t now)
     free(all);
 }
 
+/* One line per stats period when the admission guard closed connections. */
+static void log_guard_counts(sr_service_t *s)
+{
+    uint64_t expired, evicted;
+    size_t waiting;
+    sr_guard_counts(s->guard, &expired, &evicted, &waiting);
+    uint64_t de = expired - s->guard_expired_logged, dv = evicted - s->guard_evicted_logged;
+    if (!de && !dv) return;
+    s->guard_expired_logged = expired;
+    s->guard_evicted_logged = evicted;
+    log_warn(NULL, "signalr: closed %llu connection(s) that sent no complete request within %d ms"
+             " and %llu more to keep room for new clients (the oldest of too many waiting) in the"
+             " last %ds; %zu waiting now", (unsigned long long)de, s->o.request_timeout_ms,
+             (unsigned long long)dv, SR_STATS_EVERY_MS / 1000, waiting);
+}
+
 static void *housekeeping(void *arg)
 {
     sr_service_t *s = arg;
@@ -964,6 +1126,7 @@ static void *housekeeping(void *arg)
         if (s->hk_stop) break;
         pthread_mutex_unlock(&s->hk_lock);
         int64_t now = sr_now_ms();
+        sr_guard_sweep(s->guard, now);
         housekeep_once(s, now);
         if (now - last_stats >= SR_STATS_EVERY_MS) {
             last_stats = now;
@@ -979,6 +1142,7 @@ static void *housekeeping(void *arg)
                 log_info(NULL, "signalr: sent %llu message(s) → %llu deliveries in the last %ds;"
                          " %zu connection(s) connected", dm, dd, SR_STATS_EVERY_MS / 1000, active);
             }
+            log_guard_counts(s);
         }
         pthread_mutex_lock(&s->hk_lock);
     }
@@ -1014,6 +1178,7 @@ sr_service_t *sr_service_start(const sr_service_opts_t *o, char *err, size_t err
     if (s->o.poll_timeout_ms <= 0) s->o.poll_timeout_ms = 90000;
     if (s->o.handshake_timeout_ms <= 0) s->o.handshake_timeout_ms = 15000;
     if (s->o.lp_idle_timeout_ms <= 0) s->o.lp_idle_timeout_ms = 30000;
+    if (s->o.request_timeout_ms <= 0) s->o.request_timeout_ms = 10000;
     if (!s->o.max_queue_bytes) s->o.max_queue_bytes = 1u << 20;
     if (!s->o.max_body_bytes) s->o.max_body_bytes = 1u << 20;
     if (!s->o.threads) s->o.threads = 1;
@@ -1063,12 +1228,23 @@ sr_service_t *sr_service_start(const sr_service_opts_t *o, char *err, size_t err
     unsigned fds = raise_fd_limit();
     unsigned limit = s->o.max_connections;
     if (!limit) limit = fds > 128 ? fds - 64 : 64;
+    /* Connections waiting for their request may take at most this many places. libmicrohttpd
+     * splits the limit evenly among its threads, so half of one thread's share: even if every
+     * waiting connection landed on one thread, that thread keeps room for new clients. */
+    size_t max_waiting = limit / (2 * s->o.threads);
+    if (max_waiting < 8) max_waiting = 8;
+    s->guard = sr_guard_new(s->o.request_timeout_ms, max_waiting);
+    if (!s->guard) { snprintf(err, errlen, "out of memory"); goto fail; }
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
         {MHD_OPTION_SOCK_ADDR, 0, sa},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)limit, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, 300, NULL},
+        /* an idle timeout: a client that stops reading a response is cut after a minute (the
+         * request deadline above covers requests; suspended streams are exempt) */
+        {MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096, NULL},
         {s->o.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)s->o.threads, NULL},
         {MHD_OPTION_END, 0, NULL},
@@ -1087,14 +1263,16 @@ sr_service_t *sr_service_start(const sr_service_opts_t *o, char *err, size_t err
     }
     s->hk_started = 1;
     log_info(NULL, "signalr: local SignalR Service listening on http://%s:%d (audience host %s,"
-             " transports WebSockets, ServerSentEvents and LongPolling, up to %u connections)",
-             s->o.host, s->port, s->cs.host, limit);
+             " transports WebSockets, ServerSentEvents and LongPolling, up to %u connections,"
+             " %zu of them waiting for a request for at most %d ms)",
+             s->o.host, s->port, s->cs.host, limit, max_waiting, s->o.request_timeout_ms);
     return s;
 fail:
     sr_conn_free(&s->cs);
 fail_nocs:
     sr_ws_server_free(s->ws);
     sr_registry_free(s->reg);
+    sr_guard_free(s->guard);
     pthread_mutex_destroy(&s->hk_lock);
     pthread_cond_destroy(&s->hk_cond);
     pthread_mutex_destroy(&s->stats_lock);
@@ -1148,6 +1326,7 @@ void sr_service_stop(sr_service_t *s)
     MHD_stop_daemon(s->d);
     sr_ws_server_free(s->ws);
     sr_registry_free(s->reg);
+    sr_guard_free(s->guard); /* after the daemon: it reported every connection closed */
     sr_conn_free(&s->cs);
     pthread_mutex_destroy(&s->hk_lock);
     pthread_cond_destroy(&s->hk_cond);

@@ -29,6 +29,11 @@ typedef struct sr_service_opts {
                                      * WebSocket messages (larger → close 1009), default 1 MiB */
     unsigned    threads;            /* MHD polling threads, default 2 */
     unsigned    max_connections;    /* 0: derived from RLIMIT_NOFILE */
+    int         request_timeout_ms; /* a request (headers and body) must arrive within this of
+                                     * its connection opening or of the previous response, else
+                                     * the connection is closed; default 10000. Connections
+                                     * still waiting for their request are also capped (the
+                                     * oldest is closed) so that new clients always find room */
 } sr_service_opts_t;
 
 typedef struct sr_service sr_service_t;

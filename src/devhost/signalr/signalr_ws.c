@@ -2,11 +2,24 @@
  * (see signalr_ws.h for what it owns and why).
  *
  * Threading: every struct sr_ws_conn field is used only by the WebSocket thread, except
- * in_ready/next_ready (the server's lock). The client's `ws` pointer, queue and stage are
- * under the client's lock; lock order is client lock, then the server's lock (sr_ws_notify),
- * and the thread never holds the server's lock while taking a client's. */
+ * in_ready/next_ready/next_incoming (the server's lock). The client's `ws` pointer, queue and
+ * stage are under the client's lock; lock order is client lock, then the server's lock
+ * (sr_ws_notify), and the thread never holds the server's lock while taking a client's.
+ *
+ * The ready list (sockets with something new to write) keeps this invariant, checked by
+ * assert wherever it changes: under the server's lock, w->in_ready is 1 exactly when w is
+ * linked in s->ready, s->nready is the list's length, and next_ready is only ever read or
+ * written with the lock held. Each loop turn the thread first drains the eventfd, then moves
+ * the whole list into its private `batch` array in one critical section (clearing in_ready),
+ * and only then flushes the batch without the lock. A notify that comes after the move finds
+ * in_ready clear, links the socket into the (now empty) list and kicks the eventfd, so the
+ * next turn starts at once: no wake-up is lost and no data waits for a ping. (The first
+ * version cleared in_ready and then walked the detached list without the lock; a concurrent
+ * notify re-linked an entry into the new list, the walk followed it there and stranded the
+ * rest of the old list.) */
 #include "devhost/signalr/signalr_ws.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -22,6 +35,7 @@
 
 #include "devhost/signalr/signalr_hub.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_READ_CHUNK (64 * 1024)
@@ -64,29 +78,6 @@ size_t sr_ws_frame_header(unsigned opcode, size_t payload_len, unsigned char out
     uint64_t l = (uint64_t)payload_len;
     for (int i = 0; i < 8; i++) out[2 + i] = (unsigned char)(l >> (56 - 8 * i));
     return 10;
-}
-
-int sr_ws_utf8_valid(const unsigned char *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = p[i];
-        if (c < 0x80) { i++; continue; }
-        size_t need;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) { need = 1; cp = c & 0x1f; min = 0x80; }
-        else if ((c & 0xf0) == 0xe0) { need = 2; cp = c & 0x0f; min = 0x800; }
-        else if ((c & 0xf8) == 0xf0) { need = 3; cp = c & 0x07; min = 0x10000; }
-        else return 0;
-        if (n - i <= need) return 0;
-        for (size_t k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) return 0;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-        i += need + 1;
-    }
-    return 1;
 }
 
 void sr_ws_reader_init(sr_ws_reader_t *r, size_t max_msg)
@@ -182,7 +173,7 @@ sr_ws_event_t sr_ws_reader_next(sr_ws_reader_t *r, const unsigned char **data, s
                 if (plen == 0) { *code = SR_WS_CLOSE_NO_STATUS; return SR_WS_EV_CLOSE; }
                 unsigned c = ((unsigned)pl[0] << 8) | pl[1];
                 if (!close_code_ok(c)) return reader_fail(r, code, SR_WS_CLOSE_PROTOCOL);
-                if (!sr_ws_utf8_valid(pl + 2, (size_t)plen - 2))
+                if (!utf8_valid((const char *)pl + 2, (size_t)plen - 2))
                     return reader_fail(r, code, SR_WS_CLOSE_BAD_DATA);
                 *code = c;
                 *data = pl + 2;
@@ -203,7 +194,7 @@ sr_ws_event_t sr_ws_reader_next(sr_ws_reader_t *r, const unsigned char **data, s
         *data = (const unsigned char *)r->msg.data;
         *len = r->msg.len;
         if (r->msg_op == SR_WS_OP_TEXT) {
-            if (!sr_ws_utf8_valid(*data, *len)) return reader_fail(r, code, SR_WS_CLOSE_BAD_DATA);
+            if (!utf8_valid((const char *)*data, *len)) return reader_fail(r, code, SR_WS_CLOSE_BAD_DATA);
             return SR_WS_EV_TEXT;
         }
         return SR_WS_EV_BINARY;
@@ -224,8 +215,9 @@ struct sr_ws_conn {
     int             discard;      /* ignore further input (after a close or an error) */
     unsigned        close_code;   /* code for our close frame */
     int             dead;         /* finished: socket handed back, freed by the sweep */
-    int             in_ready;     /* server lock */
-    struct sr_ws_conn *next_ready; /* server lock */
+    int             in_ready;     /* server lock: linked in s->ready */
+    struct sr_ws_conn *next_ready; /* server lock: next in s->ready */
+    struct sr_ws_conn *next_incoming; /* server lock: next in s->incoming */
     struct sr_ws_conn *prev, *next; /* thread's list of all sockets */
 };
 
@@ -238,9 +230,13 @@ struct sr_ws_server {
     pthread_mutex_t  lock;
     int              stop;           /* lock */
     int              stopped;        /* lock: the thread has finished everything */
-    struct sr_ws_conn *incoming;     /* lock: attached, not yet adopted (linked by next_ready) */
-    struct sr_ws_conn *ready;        /* lock */
-    struct sr_ws_conn *all;          /* thread only */
+    struct sr_ws_conn *incoming;     /* lock: attached, not yet adopted (linked by next_incoming) */
+    struct sr_ws_conn *ready;        /* lock: sockets with something to write (see the top) */
+    size_t           nready;         /* lock: length of ready */
+    struct sr_ws_conn **batch;       /* thread only: the ready list taken this turn */
+    size_t           batch_cap;      /* thread only */
+    struct sr_ws_conn *all;          /* thread only: every adopted socket */
+    size_t           ndead;          /* thread only: finished sockets in all, not yet swept */
     unsigned char    rbuf[WS_READ_CHUNK];
 };
 
@@ -257,10 +253,13 @@ void sr_ws_notify(struct sr_ws_conn *w)
     int need_kick = 0;
     pthread_mutex_lock(&s->lock);
     if (!w->in_ready) {
+        assert(w->next_ready == NULL);
+        assert((s->ready == NULL) == (s->nready == 0));
         w->in_ready = 1;
-        need_kick = s->ready == NULL;
+        need_kick = s->ready == NULL; /* the thread kicks itself no more once it took the list */
         w->next_ready = s->ready;
         s->ready = w;
+        s->nready++;
     }
     pthread_mutex_unlock(&s->lock);
     if (need_kick) kick(s);
@@ -278,6 +277,7 @@ static void ws_finish(struct sr_ws_conn *w, const char *reason)
 {
     if (w->dead) return;
     w->dead = 1;
+    w->srv->ndead++;
     epoll_ctl(w->srv->ep, EPOLL_CTL_DEL, w->fd, NULL);
     sr_client_t *c = w->c;
     pthread_mutex_lock(&c->lock);
@@ -478,22 +478,32 @@ static void ws_free(struct sr_ws_conn *w)
     free(w);
 }
 
-/* Free finished sockets. */
+/* Free finished sockets. A finished socket can still be on the ready list (notified before
+ * ws_finish cleared the client's pointer to it; no notify can come after): one pass over the
+ * list unlinks every such entry before any is freed. */
 static void ws_sweep(sr_ws_server_t *s)
 {
-    for (struct sr_ws_conn *w = s->all, *nx; w; w = nx) {
+    if (s->ndead == 0) return;
+    pthread_mutex_lock(&s->lock);
+    for (struct sr_ws_conn **pp = &s->ready; *pp;) {
+        struct sr_ws_conn *w = *pp;
+        assert(w->in_ready);
+        if (!w->dead) { pp = &w->next_ready; continue; }
+        *pp = w->next_ready;
+        w->next_ready = NULL;
+        w->in_ready = 0;
+        s->nready--;
+    }
+    assert((s->ready == NULL) == (s->nready == 0));
+    pthread_mutex_unlock(&s->lock);
+    for (struct sr_ws_conn *w = s->all, *nx; w && s->ndead; w = nx) {
         nx = w->next;
         if (!w->dead) continue;
-        pthread_mutex_lock(&s->lock);
-        if (w->in_ready) {
-            for (struct sr_ws_conn **pp = &s->ready; *pp; pp = &(*pp)->next_ready)
-                if (*pp == w) { *pp = w->next_ready; break; }
-            w->in_ready = 0;
-        }
-        pthread_mutex_unlock(&s->lock);
+        assert(!w->in_ready);
         if (w->prev) w->prev->next = w->next;
         else s->all = w->next;
         if (w->next) w->next->prev = w->prev;
+        s->ndead--;
         ws_free(w);
     }
 }
@@ -510,40 +520,76 @@ static void ws_timers(sr_ws_server_t *s, int64_t now)
     }
 }
 
+/* Move the whole ready list into s->batch (one critical section; see the invariant at the
+ * top). Returns how many were taken. When the batch cannot grow, takes what fits and leaves
+ * the rest linked (*more is then set, so that the next turn does not sleep). */
+static size_t take_ready(sr_ws_server_t *s, int *more)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t want = s->nready;
+    pthread_mutex_unlock(&s->lock);
+    if (want > s->batch_cap) { /* grown outside the lock; the list may grow meanwhile */
+        size_t cap = s->batch_cap;
+        while (cap < want) cap *= 2;
+        struct sr_ws_conn **nb = realloc(s->batch, cap * sizeof *nb);
+        if (nb) {
+            s->batch = nb;
+            s->batch_cap = cap;
+        } else {
+            log_error(NULL, "signalr: out of memory growing the WebSocket ready batch; catching up in steps");
+        }
+    }
+    size_t n = 0;
+    pthread_mutex_lock(&s->lock);
+    while (s->ready && n < s->batch_cap) {
+        struct sr_ws_conn *w = s->ready;
+        assert(w->in_ready && s->nready > 0);
+        s->ready = w->next_ready;
+        w->next_ready = NULL;
+        w->in_ready = 0;
+        s->nready--;
+        s->batch[n++] = w;
+    }
+    assert((s->ready == NULL) == (s->nready == 0));
+    *more = s->ready != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
 static void *ws_thread(void *arg)
 {
     sr_ws_server_t *s = arg;
     struct epoll_event evs[64];
     int64_t last_tick = sr_now_ms();
+    int more = 0;
     for (;;) {
-        int n = epoll_wait(s->ep, evs, 64, WS_TICK_MS);
+        int n = epoll_wait(s->ep, evs, 64, more ? 0 : WS_TICK_MS);
+        /* Drain the eventfd before taking the ready list: a notify after this read either
+         * finds its socket taken below or links it into an empty list and kicks again. */
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr) continue;
+            uint64_t v;
+            ssize_t r = read(s->efd, &v, sizeof v);
+            (void)r; /* EAGAIN: already drained */
+        }
         pthread_mutex_lock(&s->lock);
         int stop = s->stop;
-        struct sr_ws_conn *inc = s->incoming, *rdy = s->ready;
+        struct sr_ws_conn *inc = s->incoming;
         s->incoming = NULL;
-        s->ready = NULL;
-        for (struct sr_ws_conn *w = rdy; w; w = w->next_ready) w->in_ready = 0;
         pthread_mutex_unlock(&s->lock);
         while (inc) {
             struct sr_ws_conn *w = inc;
-            inc = w->next_ready;
-            w->next_ready = NULL;
+            inc = w->next_incoming;
+            w->next_incoming = NULL;
             ws_adopt(s, w);
         }
-        /* rdy entries stay valid: only the sweep below frees, and it runs after this. */
-        for (struct sr_ws_conn *w = rdy, *nx; w; w = nx) {
-            nx = w->next_ready;
-            ws_flush(w);
-        }
+        /* Batch entries stay valid: only the sweep below frees, and it runs after this. An
+         * entry may be linked into s->ready again meanwhile; it is then flushed next turn. */
+        size_t nb = take_ready(s, &more);
+        for (size_t i = 0; i < nb; i++) ws_flush(s->batch[i]);
         for (int i = 0; i < n; i++) {
             struct sr_ws_conn *w = evs[i].data.ptr;
-            if (!w) {
-                uint64_t v;
-                ssize_t r = read(s->efd, &v, sizeof v);
-                (void)r;
-                continue;
-            }
-            if (w->dead) continue;
+            if (!w || w->dead) continue;
             if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) ws_on_readable(w);
             if (!w->dead && (evs[i].events & EPOLLOUT)) ws_flush(w);
         }
@@ -562,7 +608,7 @@ static void *ws_thread(void *arg)
             pthread_mutex_unlock(&s->lock);
             while (inc) {
                 struct sr_ws_conn *w = inc;
-                inc = w->next_ready;
+                inc = w->next_incoming;
                 ws_finish(w, "server shutting down");
                 ws_free(w);
             }
@@ -584,6 +630,13 @@ sr_ws_server_t *sr_ws_server_start(struct sr_registry *reg, size_t max_msg, int 
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&s->lock, NULL);
+    /* Never empty, so that the thread always makes progress (growing it may fail later). */
+    s->batch_cap = 64;
+    s->batch = malloc(s->batch_cap * sizeof *s->batch);
+    if (!s->batch) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     if (s->ep < 0 || s->efd < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->efd, &ev) != 0) {
         snprintf(err, errlen, "cannot set up the WebSocket thread's epoll: %s", strerror(errno));
@@ -598,6 +651,7 @@ fail:
     if (s->ep >= 0) close(s->ep);
     if (s->efd >= 0) close(s->efd);
     pthread_mutex_destroy(&s->lock);
+    free(s->batch);
     free(s);
     return NULL;
 }
@@ -631,7 +685,7 @@ int sr_ws_server_attach(sr_ws_server_t *s, sr_client_t *c, int fd,
         ws_free(w);
         return -1;
     }
-    w->next_ready = s->incoming;
+    w->next_incoming = s->incoming;
     s->incoming = w;
     pthread_mutex_unlock(&s->lock);
     kick(s);
@@ -657,5 +711,6 @@ void sr_ws_server_free(sr_ws_server_t *s)
     close(s->ep);
     close(s->efd);
     pthread_mutex_destroy(&s->lock);
+    free(s->batch);
     free(s);
 }

@@ -45,9 +45,6 @@ int sr_ws_accept_key(const char *key, char out[29]);
  * returns how many. */
 size_t sr_ws_frame_header(unsigned opcode, size_t payload_len, unsigned char out[10]);
 
-/* 1 when [p, p+n) is well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF). */
-int sr_ws_utf8_valid(const unsigned char *p, size_t n);
-
 typedef enum {
     SR_WS_EV_NONE = 0, /* need more input */
     SR_WS_EV_TEXT,     /* a whole (reassembled) Text message */
