@@ -1,5 +1,8 @@
 # Enviromon build. `make` builds ./handler, ./devhost and the dashboard's vendor/ folder; `make test` installs dependencies, builds and
 # runs every test; `make asan` runs the same tests under AddressSanitizer + UBSan.
+# `make package` builds dist/enviromon.zip for Azure (a handler that runs on the Functions
+# Linux images), `make check-package` proves it there, `make publish APP=...` deploys it
+# (tools/package/, docs/deploy.md; the first two need root).
 #
 # Layout: every .c under src/ except the program entry points (src/*/main.c) goes into
 # build/<variant>/libenviromon.a; each tests/unit/test_*.c and tests/integration/test_*.c is
@@ -38,7 +41,7 @@ TEST_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%) $(INTEG_SRCS:%.c=$(BUILD)/%) $(TOOL_SRC
 DASH_NPM    := dashboard/node_modules
 DASH_VENDOR := $(addprefix dashboard/vendor/,signalr.min.js signalr.min.js.map uPlot.iife.min.js uPlot.min.css)
 
-.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run
+.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run package check-package publish
 
 all: $(PROGRAMS) $(DASH_VENDOR)
 
@@ -105,7 +108,18 @@ bench: deps all
 run: deps all
 	@./tools/run.sh
 
+# The deployable package: built in cached Debian roots outside the repository
+# ($$ENVIROMON_CACHE, default ~/.cache/enviromon); see tools/package/build.sh.
+package:
+	@./tools/package/package.sh
+
+check-package: deps
+	@./tools/package/check.sh
+
+publish:
+	@FUNC="$(FUNC)" AZ="$(AZ)" RG="$(RG)" PUBLISH_ARGS="$(PUBLISH_ARGS)" ./tools/package/publish.sh "$(APP)"
+
 clean:
-	rm -rf build handler devhost simulator dashboard/vendor
+	rm -rf build handler devhost simulator dashboard/vendor dist
 
 -include $(shell find build -name '*.d' 2>/dev/null)

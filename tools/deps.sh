@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libmosquitto-dev mosquitto-clients   # simulator's MQTT client; mosquitto_pub as an independent peer
   chromium                             # dashboard tests (driven by playwright-core)
   clang libclang-rt-14-dev             # libFuzzer targets (make fuzz)
-  zip unzip debootstrap                # make package / make check-package
+  zip unzip debootstrap openssl git    # make package / make check-package (test CA, git's .funcignore reading)
 )
 # Debian's nodejs ships npm as a separate package; a nodesource nodejs already bundles it.
 if ! command -v npm >/dev/null 2>&1; then APT_PACKAGES+=(npm); fi

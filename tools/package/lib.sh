@@ -16,8 +16,11 @@ pkg_host_mirror() {  # $1: "main" or "security"
     awk -v want="$1" '{ sec = ($2 ~ /-security$/) }
       (want == "security" && sec) || (want == "main" && !sec && $2 !~ /-/) { sub(/\/$/, "", $1); print $1; exit }'
 }
-PKG_MIRROR=${ENVIROMON_DEBIAN_MIRROR:-$(pkg_host_mirror main)}
-PKG_SECURITY_MIRROR=${ENVIROMON_DEBIAN_SECURITY_MIRROR:-$(pkg_host_mirror security)}
+pkg_mirrors() {  # sets PKG_MIRROR and PKG_SECURITY_MIRROR (the latter may stay empty)
+  PKG_MIRROR=${ENVIROMON_DEBIAN_MIRROR:-$(pkg_host_mirror main)}
+  PKG_SECURITY_MIRROR=${ENVIROMON_DEBIAN_SECURITY_MIRROR:-$(pkg_host_mirror security)}
+  [ -n "$PKG_MIRROR" ] || pkg_die "no Debian mirror in this machine's apt sources; set ENVIROMON_DEBIAN_MIRROR"
+}
 
 # The Functions host images' package sets (shared/reference/azure-hosting.md §2): the
 # bullseye base:4/dotnet:4 image is dotnet/runtime-deps:6.0, the bookworm images are
@@ -73,7 +76,7 @@ pkg_root() {
   pkg_rmtree "$tmp"
   mkdir -p "$(dirname "$dir")"
   local t0=$SECONDS
-  [ -n "$PKG_MIRROR" ] || pkg_die "no Debian mirror in this machine's apt sources; set ENVIROMON_DEBIAN_MIRROR"
+  pkg_mirrors
   if ! debootstrap --variant=minbase --include="${packages// /,}" "$suite" "$tmp" "$PKG_MIRROR" \
       >"$tmp.log" 2>&1; then
     tail -20 "$tmp.log" >&2
@@ -102,7 +105,7 @@ pkg_apt_opts() {
 pkg_apt_update() {
   local a="$ENVIROMON_CACHE/apt"
   mkdir -p "$a/lists/partial" "$a/cache" "$a/none"
-  [ -n "$PKG_MIRROR" ] || pkg_die "no Debian mirror in this machine's apt sources; set ENVIROMON_DEBIAN_MIRROR"
+  pkg_mirrors
   {
     echo "deb-src $PKG_MIRROR bookworm main"
     echo "deb-src $PKG_MIRROR bookworm-updates main"

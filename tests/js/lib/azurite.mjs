@@ -1,6 +1,7 @@
 // A private Azurite table service on a free port, for tests that need to stop and restart
 // storage (the shared one from tests/run.sh must stay up for everyone else). In memory by
-// default; give a location directory to keep the data across a restart.
+// default; give a location directory to keep the data across a restart, or a certificate and
+// key to serve HTTPS (tests/package: the packaged handler's TLS against a test CA).
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { freePort, repoRoot, waitFor } from './handler.mjs';
@@ -8,9 +9,9 @@ import net from 'node:net';
 
 export const DEV_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
-export function connectionString(port) {
-  return `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${DEV_KEY};` +
-    `TableEndpoint=http://127.0.0.1:${port}/devstoreaccount1;`;
+export function connectionString(port, { scheme = 'http', host = '127.0.0.1' } = {}) {
+  return `DefaultEndpointsProtocol=${scheme};AccountName=devstoreaccount1;AccountKey=${DEV_KEY};` +
+    `TableEndpoint=${scheme}://${host}:${port}/devstoreaccount1;`;
 }
 
 function portOpen(port) {
@@ -22,12 +23,14 @@ function portOpen(port) {
 }
 
 /** Start Azurite (table only). port: reuse a port (restart), else a free one; location: a
- *  directory for persistent data (else in memory). Returns {port, connection, stop()}. */
-export async function startAzurite({ port, location } = {}) {
+ *  directory for persistent data (else in memory); cert, key: PEM files to serve HTTPS (the
+ *  connection string then names https://localhost). Returns {port, connection, stop()}. */
+export async function startAzurite({ port, location, cert, key } = {}) {
   port = port ?? await freePort();
   const bin = path.join(repoRoot, 'node_modules', '.bin', 'azurite-table');
   const storage = location ? ['--location', location] : ['--inMemoryPersistence'];
-  const proc = spawn(bin, ['--tableHost', '127.0.0.1', '--tablePort', String(port), ...storage,
+  const tls = cert ? ['--cert', cert, '--key', key] : [];
+  const proc = spawn(bin, ['--tableHost', '127.0.0.1', '--tablePort', String(port), ...storage, ...tls,
     '--disableTelemetry', '--silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
@@ -40,7 +43,7 @@ export async function startAzurite({ port, location } = {}) {
   }, { timeoutMs: 30000, what: `azurite on ${port}` });
   return {
     port,
-    connection: connectionString(port),
+    connection: cert ? connectionString(port, { scheme: 'https', host: 'localhost' }) : connectionString(port),
     async stop() {
       if (!dead) proc.kill('SIGTERM');
       await exited;

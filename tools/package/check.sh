@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# tools/package/check.sh — `make check-package`: the packaged handler starts and works on
+# Azure's own images.
+#
+# Builds the package (package.sh), then for Debian 11 and Debian 12 copies a cached minbase
+# root that holds exactly the Functions image's package set (lib.sh), unpacks
+# dist/enviromon.zip into its /home/site/wwwroot as the platform does (modes from the zip),
+# adds a test CA to the root's trust store with the image's own update-ca-certificates, and
+# mounts /proc as the images have it. tests/package/*.test.mjs then run the handler in each
+# root with chroot and drive it from outside on loopback: readiness, Negotiate, an
+# EventTrigger batch and GetDeviceState against an Azurite on the host reached over HTTPS
+# (certificate from the test CA), TLS failures against untrusted and misnamed certificates,
+# time to first answer, the binary's glibc needs, the zip's contents and modes, and
+# `make publish`. /proc is unmounted and the copies deleted on every exit path.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=tools/package/lib.sh
+. tools/package/lib.sh
+
+pkg_need_root "make check-package"
+command -v openssl >/dev/null || pkg_die "openssl is missing: run 'make deps'"
+t0=$SECONDS
+./tools/package/package.sh
+t_package=$((SECONDS - t0))
+
+pkg_lock
+R11=$(pkg_root image-11 bullseye "$IMAGE_PACKAGES_11")
+R12=$(pkg_root image-12 bookworm "$IMAGE_PACKAGES_12")
+t_roots=$((SECONDS - t0 - t_package))
+
+WORK=$(mktemp -d "$ENVIROMON_CACHE/check.XXXXXX")
+cleanup() {
+  local rc=$? root pid
+  trap - EXIT INT TERM
+  for root in "$WORK"/root-*; do
+    [ -d "$root" ] || continue
+    # Anything still running inside a copy (a handler the tests could not stop) holds /proc.
+    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+      [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$root" ] && kill -KILL "$pid" 2>/dev/null
+    done
+    if mountpoint -q "$root/proc"; then
+      umount "$root/proc" 2>/dev/null || umount -l "$root/proc" || echo "package: could not unmount $root/proc" >&2
+    fi
+  done
+  pkg_rmtree "$WORK" || rc=1
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Test PKI: a CA that only the roots trust, a certificate from it for localhost/127.0.0.1,
+# one from it for another name, and a rogue CA with its own localhost certificate.
+pki="$WORK/pki"
+mkdir -p "$pki"
+cert() {  # NAME SUBJECT-ALT-NAMES ISSUER (or "self" for a CA)
+  local name=$1 san=$2 issuer=$3
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$pki/$name.key" \
+    -subj "/CN=enviromon check $name" -out "$pki/$name.csr" 2>/dev/null
+  if [ "$issuer" = self ]; then
+    openssl x509 -req -in "$pki/$name.csr" -signkey "$pki/$name.key" -days 2 -out "$pki/$name.pem" \
+      -extfile <(printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n') 2>/dev/null
+  else
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$issuer.pem" -CAkey "$pki/$issuer.key" \
+      -CAcreateserial -days 2 -out "$pki/$name.pem" \
+      -extfile <(printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' "$san") 2>/dev/null
+  fi
+}
+cert ca "" self
+cert server "DNS:localhost,IP:127.0.0.1" ca
+cert misnamed "DNS:storage.invalid" ca
+cert rogue-ca "" self
+cert rogue "DNS:localhost,IP:127.0.0.1" rogue-ca
+
+roots=()
+for v in 11 12; do
+  src=R$v
+  root="$WORK/root-$v"
+  cp -a "${!src}" "$root"
+  # What the container runtime gives every image: /etc/hosts with localhost, /proc.
+  grep -qs localhost "$root/etc/hosts" || printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >>"$root/etc/hosts"
+  install -m 0644 "$pki/ca.pem" "$root/usr/local/share/ca-certificates/enviromon-check.crt"
+  pkg_chroot "$root" update-ca-certificates >/dev/null 2>&1 || pkg_die "update-ca-certificates failed in the Debian $v root"
+  mkdir -p "$root/home/site/wwwroot"
+  unzip -q dist/enviromon.zip -d "$root/home/site/wwwroot"
+  mount -t proc proc "$root/proc"
+  roots+=("$v:$root")
+done
+
+pkg_log "package ${t_package} s, roots ${t_roots} s; running tests/package in Debian 11 and 12 roots"
+export PACKAGE_ROOTS="${roots[*]}" PACKAGE_PKI="$pki" NODE_EXTRA_CA_CERTS="$pki/ca.pem"
+node --test --test-concurrency=1 --test-timeout=300000 tests/package/*.test.mjs
+pkg_log "check-package passed in $((SECONDS - t0)) s"
