@@ -101,7 +101,7 @@ cp -a src Makefile "$ROOT$tree/"
 pkg_chroot "$ROOT" make -C "$tree" -j2 --no-print-directory VARIANT=portable \
   PKG_CFLAGS="-I$DEPS/include" \
   PKG_LIBS="-L$DEPS/lib -lmicrohttpd -lcjson -lcurl -lssl -lcrypto -ldl" \
-  LDFLAGS="-pie -Wl,-z,relro,-z,now" build/portable/handler >&2
+  LDFLAGS="-pie -Wl,-z,relro,-z,now" build/portable/src/handler/main.o build/portable/handler >&2
 
 mkdir -p "$OUT"
 cp "$ROOT$tree/build/portable/handler" "$OUT/handler.full"

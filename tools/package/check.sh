@@ -30,13 +30,13 @@ t_roots=$((SECONDS - t0 - t_package))
 
 WORK=$(mktemp -d "$ENVIROMON_CACHE/check.XXXXXX")
 cleanup() {
-  local rc=$? root pid
+  local rc=$? root p
   trap - EXIT INT TERM
   for root in "$WORK"/root-*; do
     [ -d "$root" ] || continue
     # Anything still running inside a copy (a handler the tests could not stop) holds /proc.
-    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-      [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$root" ] && kill -KILL "$pid" 2>/dev/null
+    for p in /proc/[0-9]*; do
+      if [ "$p/root" -ef "$root" ]; then kill -KILL "${p#/proc/}" 2>/dev/null || true; fi
     done
     if mountpoint -q "$root/proc"; then
       umount "$root/proc" 2>/dev/null || umount -l "$root/proc" || echo "package: could not unmount $root/proc" >&2
@@ -72,22 +72,32 @@ cert misnamed "DNS:storage.invalid" ca
 cert rogue-ca "" self
 cert rogue "DNS:localhost,IP:127.0.0.1" rogue-ca
 
-roots=()
-for v in 11 12; do
-  src=R$v
-  root="$WORK/root-$v"
-  cp -a "${!src}" "$root"
+# prepare_root V CACHED: the run's own copy of a cached root, as Azure would have it with
+# our app deployed (the two are prepared side by side: update-ca-certificates is slow).
+prepare_root() {
+  local v=$1 root="$WORK/root-$1"
+  cp -a "$2" "$root"
   # What the container runtime gives every image: /etc/hosts with localhost, /proc.
   grep -qs localhost "$root/etc/hosts" || printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >>"$root/etc/hosts"
   install -m 0644 "$pki/ca.pem" "$root/usr/local/share/ca-certificates/enviromon-check.crt"
-  pkg_chroot "$root" update-ca-certificates >/dev/null 2>&1 || pkg_die "update-ca-certificates failed in the Debian $v root"
+  pkg_chroot "$root" update-ca-certificates >"$root.log" 2>&1 || { cat "$root.log" >&2; pkg_die "update-ca-certificates failed in the Debian $v root"; }
   mkdir -p "$root/home/site/wwwroot"
   unzip -q dist/enviromon.zip -d "$root/home/site/wwwroot"
   mount -t proc proc "$root/proc"
-  roots+=("$v:$root")
-done
+}
+t1=$SECONDS
+prepare_root 11 "$R11" & p11=$!
+prepare_root 12 "$R12" & p12=$!
+ok11=0 ok12=0
+wait "$p11" || ok11=$?
+wait "$p12" || ok12=$?
+[ "$ok11$ok12" = 00 ] || pkg_die "could not prepare the Debian image roots"
+roots=("11:$WORK/root-11" "12:$WORK/root-12")
 
-pkg_log "package ${t_package} s, roots ${t_roots} s; running tests/package in Debian 11 and 12 roots"
+# The copies are private to this run: let other package runs (make publish in the tests
+# builds the package again) take the cache lock meanwhile.
+exec 9>&-
+pkg_log "package ${t_package} s, roots ${t_roots} s, copies prepared in $((SECONDS - t1)) s; running tests/package"
 export PACKAGE_ROOTS="${roots[*]}" PACKAGE_PKI="$pki" NODE_EXTRA_CA_CERTS="$pki/ca.pem"
 node --test --test-concurrency=1 --test-timeout=300000 tests/package/*.test.mjs
 pkg_log "check-package passed in $((SECONDS - t0)) s"

@@ -10,15 +10,18 @@
 ENVIROMON_CACHE=${ENVIROMON_CACHE:-$HOME/.cache/enviromon}
 
 # The Debian mirrors this machine's apt already uses (the main archive and the security one),
-# unless ENVIROMON_DEBIAN_MIRROR / ENVIROMON_DEBIAN_SECURITY_MIRROR say otherwise.
-pkg_host_mirror() {  # $1: "main" or "security"
-  apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null | sort -u |
-    awk -v want="$1" '{ sec = ($2 ~ /-security$/) }
-      (want == "security" && sec) || (want == "main" && !sec && $2 !~ /-/) { sub(/\/$/, "", $1); print $1; exit }'
-}
-pkg_mirrors() {  # sets PKG_MIRROR and PKG_SECURITY_MIRROR (the latter may stay empty)
-  PKG_MIRROR=${ENVIROMON_DEBIAN_MIRROR:-$(pkg_host_mirror main)}
-  PKG_SECURITY_MIRROR=${ENVIROMON_DEBIAN_SECURITY_MIRROR:-$(pkg_host_mirror security)}
+# unless ENVIROMON_DEBIAN_MIRROR / ENVIROMON_DEBIAN_SECURITY_MIRROR say otherwise. Sets
+# PKG_MIRROR and PKG_SECURITY_MIRROR (which may stay empty). Slow (apt reads all its lists):
+# called only when a root or the source index is to be (re)made.
+pkg_mirrors() {
+  local found
+  found=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null | sort -u | awk '
+    { sub(/\/$/, "", $1) }
+    $2 ~ /-security$/ && !sec { sec = $1 }
+    $2 !~ /-/ && !main { main = $1 }
+    END { print main, sec }')
+  PKG_MIRROR=${ENVIROMON_DEBIAN_MIRROR:-${found%% *}}
+  PKG_SECURITY_MIRROR=${ENVIROMON_DEBIAN_SECURITY_MIRROR:-${found#* }}
   [ -n "$PKG_MIRROR" ] || pkg_die "no Debian mirror in this machine's apt sources; set ENVIROMON_DEBIAN_MIRROR"
 }
 
@@ -105,18 +108,20 @@ pkg_apt_opts() {
 pkg_apt_update() {
   local a="$ENVIROMON_CACHE/apt"
   mkdir -p "$a/lists/partial" "$a/cache" "$a/none"
+  # (apt keeps the server's times on the lists: a stamp of our own says when we last asked)
+  [ -n "$(find "$a/updated" -mmin -60 2>/dev/null)" ] && return 0
   pkg_mirrors
   {
     echo "deb-src $PKG_MIRROR bookworm main"
     echo "deb-src $PKG_MIRROR bookworm-updates main"
     [ -z "$PKG_SECURITY_MIRROR" ] || echo "deb-src $PKG_SECURITY_MIRROR bookworm-security main"
   } >"$a/sources.list"
-  if [ -z "$(find "$a/lists" -maxdepth 1 -name '*Sources*' -mmin -60 2>/dev/null)" ]; then
-    # shellcheck disable=SC2046
-    if ! apt-get $(pkg_apt_opts) -qq update >"$a/update.log" 2>&1; then
-      [ -n "$(find "$a/lists" -maxdepth 1 -name '*Sources*')" ] || { cat "$a/update.log" >&2; pkg_die "cannot read Debian's source index"; }
-      pkg_log "warning: could not refresh Debian's source index; using the one from $(date -r "$a/lists" '+%F %R')"
-    fi
+  # shellcheck disable=SC2046
+  if apt-get $(pkg_apt_opts) -qq update >"$a/update.log" 2>&1; then
+    touch "$a/updated"
+  else
+    [ -n "$(find "$a/lists" -maxdepth 1 -name '*Sources*')" ] || { cat "$a/update.log" >&2; pkg_die "cannot read Debian's source index"; }
+    pkg_log "warning: could not refresh Debian's source index; using the one from $(date -r "$a/lists" '+%F %R')"
   fi
 }
 
@@ -131,11 +136,13 @@ pkg_source() {
       '/^Package: /{p=($2==n)} p && /^Version: /{print $2}' | sort -u | sort -rV); do
     dir="$dest/$name-${v//[:~+]/_}"
     if [ -f "$dir/.enviromon-unpacked" ]; then echo "$dir"; return 0; fi
-    local dsc="$dl/${name}_${v#*:}.dsc"
+    local dsc="$dl/${name}_${v#*:}.dsc" missing="$dl/${name}_${v#*:}.missing"
     if [ ! -f "$dsc" ]; then
+      [ -n "$(find "$missing" -mmin -60 2>/dev/null)" ] && continue   # asked within the hour
       # shellcheck disable=SC2046
       (cd "$dl" && apt-get $(pkg_apt_opts) -qq source --download-only "$name=$v") >"$dl/$name.log" 2>&1 || {
         pkg_log "warning: $name $v is listed but not downloadable; trying an older version"
+        touch "$missing"
         continue
       }
     fi

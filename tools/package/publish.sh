@@ -49,7 +49,7 @@ fi
 
 die "neither Azure Functions Core Tools ('$FUNC') nor the Azure CLI ('$AZ') is installed.
 Install one of them, sign in, and run make publish again:
-  - Azure Functions Core Tools v4 (preferred; needed for Flex Consumption custom handlers):
+  - Azure Functions Core Tools v4 (preferred: the tool Microsoft deploys custom handlers to Flex Consumption with):
       https://learn.microsoft.com/azure/azure-functions/functions-run-local#install-the-azure-functions-core-tools
     then sign in with the Azure CLI (az login) or Azure PowerShell, which func uses;
   - or the Azure CLI: https://learn.microsoft.com/cli/azure/install-azure-cli , then az login.
