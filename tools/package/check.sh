@@ -28,13 +28,12 @@ R11=$(pkg_root image-11 bullseye "$IMAGE_PACKAGES_11")
 R12=$(pkg_root image-12 bookworm "$IMAGE_PACKAGES_12")
 t_roots=$((SECONDS - t0 - t_package))
 
-WORK=$(mktemp -d "$ENVIROMON_CACHE/check.XXXXXX")
-cleanup() {
-  local rc=$? root p
-  trap - EXIT INT TERM
-  for root in "$WORK"/root-*; do
+# release_work DIR: stops what still runs in DIR's root copies (a handler the tests could not
+# stop holds /proc), unmounts their /proc and deletes DIR.
+release_work() {
+  local root p
+  for root in "$1"/root-*; do
     [ -d "$root" ] || continue
-    # Anything still running inside a copy (a handler the tests could not stop) holds /proc.
     for p in /proc/[0-9]*; do
       if [ "$p/root" -ef "$root" ]; then kill -KILL "${p#/proc/}" 2>/dev/null || true; fi
     done
@@ -42,7 +41,24 @@ cleanup() {
       umount "$root/proc" 2>/dev/null || umount -l "$root/proc" || echo "package: could not unmount $root/proc" >&2
     fi
   done
-  pkg_rmtree "$WORK" || rc=1
+  pkg_rmtree "$1"
+}
+# A run that was killed outright (SIGKILL, power) left its copies behind: its pid is gone.
+for stale in "$ENVIROMON_CACHE"/check.*; do
+  [ -d "$stale" ] || continue
+  owner=$(cat "$stale/pid" 2>/dev/null || true)
+  if [ -z "$owner" ] || ! kill -0 "$owner" 2>/dev/null; then
+    pkg_log "removing $stale, left by a run that did not finish"
+    release_work "$stale"
+  fi
+done
+
+WORK=$(mktemp -d "$ENVIROMON_CACHE/check.XXXXXX")
+echo $$ >"$WORK/pid"
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  release_work "$WORK" || rc=1
   exit "$rc"
 }
 trap cleanup EXIT
