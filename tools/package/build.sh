@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../.."
 . tools/package/lib.sh
 
 pkg_need_root "make package"
-pkg_lock
+pkg_lock build
 
 OUT=build/portable
 DEPS=/opt/enviromon-deps                          # inside the build root

@@ -20,13 +20,20 @@ cd "$(dirname "$0")/../.."
 pkg_need_root "make check-package"
 command -v openssl >/dev/null || pkg_die "openssl is missing: run 'make deps'"
 t0=$SECONDS
-./tools/package/package.sh
-t_package=$((SECONDS - t0))
-
-pkg_lock
+# The image roots (slow only the first time) are made while the package builds.
+pkg_root image-11 bullseye "$IMAGE_PACKAGES_11" >/dev/null & j11=$!
+pkg_root image-12 bookworm "$IMAGE_PACKAGES_12" >/dev/null & j12=$!
+rc=0 s11=0 s12=0
+./tools/package/package.sh || rc=$?
+wait "$j11" || s11=$?
+wait "$j12" || s12=$?
+[ "$rc" = 0 ] || exit "$rc"
+[ "$s11$s12" = 00 ] || pkg_die "could not make the Debian 11 and 12 image roots"
 R11=$(pkg_root image-11 bullseye "$IMAGE_PACKAGES_11")
 R12=$(pkg_root image-12 bookworm "$IMAGE_PACKAGES_12")
-t_roots=$((SECONDS - t0 - t_package))
+t_build=$((SECONDS - t0))
+
+pkg_lock check
 
 # release_work DIR: stops what still runs in DIR's root copies (a handler the tests could not
 # stop holds /proc), unmounts their /proc and deletes DIR.
@@ -110,10 +117,8 @@ wait "$p12" || ok12=$?
 [ "$ok11$ok12" = 00 ] || pkg_die "could not prepare the Debian image roots"
 roots=("11:$WORK/root-11" "12:$WORK/root-12")
 
-# The copies are private to this run: let other package runs (make publish in the tests
-# builds the package again) take the cache lock meanwhile.
-exec 9>&-
-pkg_log "package ${t_package} s, roots ${t_roots} s, copies prepared in $((SECONDS - t1)) s; running tests/package"
+pkg_unlock   # the copies are this run's own
+pkg_log "package and image roots ready in ${t_build} s, copies prepared in $((SECONDS - t1)) s; running tests/package"
 export PACKAGE_ROOTS="${roots[*]}" PACKAGE_PKI="$pki" NODE_EXTRA_CA_CERTS="$pki/ca.pem"
 node --test --test-concurrency=1 --test-timeout=300000 tests/package/*.test.mjs
 pkg_log "check-package passed in $((SECONDS - t0)) s"

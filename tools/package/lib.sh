@@ -41,15 +41,18 @@ pkg_need_root() {
   command -v debootstrap >/dev/null || pkg_die "debootstrap is missing: run 'make deps'"
 }
 
-# Serialise everything that writes to the cache: two runs building one root would collide.
+# pkg_lock NAME: holds $ENVIROMON_CACHE/.lock-NAME on fd 9 until this process ends or calls
+# pkg_unlock: two runs writing one part of the cache (the build root, a test's copies) wait
+# for each other.
 pkg_lock() {
   mkdir -p "$ENVIROMON_CACHE"
-  exec 9>"$ENVIROMON_CACHE/.lock"
+  exec 9>"$ENVIROMON_CACHE/.lock-$1"
   if ! flock -n 9; then
-    pkg_log "waiting for another package run to release $ENVIROMON_CACHE/.lock"
+    pkg_log "waiting for another run to release $ENVIROMON_CACHE/.lock-$1"
     flock 9
   fi
 }
+pkg_unlock() { exec 9>&-; }
 
 # True when something is mounted at or below DIR.
 pkg_has_mounts() {
@@ -67,18 +70,26 @@ pkg_rmtree() {
 
 # pkg_root NAME SUITE "PACKAGES": prints the path of a cached minbase root of SUITE holding
 # PACKAGES (and their dependencies), making it first when it is missing or its recipe changed.
+# Each root has its own lock, so that several can be made at once.
 pkg_root() {
   local name=$1 suite=$2 packages=$3
   local dir="$ENVIROMON_CACHE/roots/$name" recipe="suite=$suite variant=minbase include=$packages"
-  if [ -f "$dir/.enviromon-recipe" ] && [ "$(cat "$dir/.enviromon-recipe")" = "$recipe" ]; then
-    echo "$dir"
-    return 0
+  if ! pkg_root_fresh "$dir" "$recipe"; then
+    mkdir -p "$ENVIROMON_CACHE/roots"
+    (
+      flock 8
+      pkg_root_fresh "$dir" "$recipe" || pkg_root_make "$name" "$suite" "$packages" "$dir" "$recipe"
+    ) 8>"$ENVIROMON_CACHE/roots/.lock-$name" || exit 1
   fi
+  echo "$dir"
+}
+
+pkg_root_fresh() { [ -f "$1/.enviromon-recipe" ] && [ "$(cat "$1/.enviromon-recipe")" = "$2" ]; }
+
+pkg_root_make() {
+  local name=$1 suite=$2 packages=$3 dir=$4 recipe=$5 tmp="$4.partial" t0=$SECONDS
   pkg_log "making the $name root (debootstrap --variant=minbase $suite + ${packages// /,}); cached in $dir"
-  local tmp="$dir.partial"
   pkg_rmtree "$tmp"
-  mkdir -p "$(dirname "$dir")"
-  local t0=$SECONDS
   pkg_mirrors
   if ! debootstrap --variant=minbase --include="${packages// /,}" "$suite" "$tmp" "$PKG_MIRROR" \
       >"$tmp.log" 2>&1; then
@@ -91,7 +102,6 @@ pkg_root() {
   mv "$tmp" "$dir"
   rm -f "$tmp.log"
   pkg_log "$name root ready in $((SECONDS - t0)) s"
-  echo "$dir"
 }
 
 # apt-get/apt-cache with a private configuration: Debian 12 deb-src lines and lists kept in
