@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tools/package/lib.sh — shared by the package scripts (sourced, not run).
 #
 # Owns the slow, cached set-up that `make package` and `make check-package` share: Debian
@@ -15,6 +16,7 @@ ENVIROMON_CACHE=${ENVIROMON_CACHE:-$HOME/.cache/enviromon}
 # called only when a root or the source index is to be (re)made.
 pkg_mirrors() {
   local found
+  # shellcheck disable=SC2016  # $(...) is apt's format syntax, not the shell's
   found=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null | sort -u | awk '
     { sub(/\/$/, "", $1) }
     $2 ~ /-security$/ && !sec { sec = $1 }
@@ -29,8 +31,11 @@ pkg_mirrors() {
 # bullseye base:4/dotnet:4 image is dotnet/runtime-deps:6.0, the bookworm images are
 # runtime-deps:8.0-bookworm-slim. libgcc1 is spelt libgcc-s1 here: debootstrap resolves no
 # virtual packages, and libgcc-s1 is the package both suites install for it.
+# shellcheck disable=SC2034  # used by the scripts that source this file
 IMAGE_PACKAGES_11="ca-certificates libc6 libgcc-s1 libgssapi-krb5-2 libicu67 libssl1.1 libstdc++6 zlib1g"
+# shellcheck disable=SC2034
 IMAGE_PACKAGES_12="ca-certificates libc6 libgcc-s1 libgssapi-krb5-2 libicu72 libssl3 libstdc++6 zlib1g"
+# shellcheck disable=SC2034
 BUILD_PACKAGES_11="build-essential perl"
 
 pkg_log() { echo "package: $*" >&2; }
