@@ -63,6 +63,12 @@ dashboard/vendor/uPlot%: $(DASH_NPM)/uplot/dist/uPlot%
 $(DASH_NPM)/%:
 	@echo "$@ is missing: run 'make deps' (npm ci in dashboard/)" >&2; exit 1
 
+# Only the simulator speaks MQTT: libmosquitto is linked into it (and its tests), not the
+# handler or devhost.
+MOSQ_LIBS := $(shell pkg-config --libs libmosquitto 2>/dev/null || echo -lmosquitto)
+$(BUILD)/simulator: LDLIBS += $(MOSQ_LIBS)
+$(BUILD)/tests/unit/test_sim_%: LDLIBS += $(MOSQ_LIBS)
+
 $(BUILD)/%: $(BUILD)/src/%/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
