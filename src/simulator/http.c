@@ -36,7 +36,7 @@ typedef struct http_xfer {
     char              errbuf[CURL_ERROR_SIZE];
 } http_xfer_t;
 
-struct sim_tp {
+typedef struct http_tp {
     sim_run_t   *run;
     CURLM       *multi;
     http_xfer_t *free_list;
@@ -45,7 +45,7 @@ struct sim_tp {
     char       **urls;      /* per device: the events URL */
     size_t       n;
     buf_t        scratch;
-};
+} http_tp_t;
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -55,7 +55,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-static http_xfer_t *xfer_get(sim_tp_t *t)
+static http_xfer_t *xfer_get(http_tp_t *t)
 {
     http_xfer_t *x = t->free_list;
     if (x) {
@@ -81,7 +81,7 @@ static http_xfer_t *xfer_get(sim_tp_t *t)
     return x;
 }
 
-static void xfer_put(sim_tp_t *t, http_xfer_t *x)
+static void xfer_put(http_tp_t *t, http_xfer_t *x)
 {
     curl_slist_free_all(x->hdrs);
     x->hdrs = NULL;
@@ -139,7 +139,7 @@ static const char *status_text(long s)
     }
 }
 
-static void deactivate(sim_tp_t *t, http_xfer_t *x)
+static void deactivate(http_tp_t *t, http_xfer_t *x)
 {
     curl_multi_remove_handle(t->multi, x->easy);
     if (x->prev) x->prev->next = x->next;
@@ -149,7 +149,7 @@ static void deactivate(sim_tp_t *t, http_xfer_t *x)
     t->active--;
 }
 
-static void xfer_done(sim_tp_t *t, http_xfer_t *x, CURLcode rc)
+static void xfer_done(http_tp_t *t, http_xfer_t *x, CURLcode rc)
 {
     sim_device_t *d = x->d;
     sim_msg_t *m = x->m;
@@ -182,12 +182,12 @@ static void xfer_done(sim_tp_t *t, http_xfer_t *x, CURLcode rc)
     sim_run_failed(t->run, d, m, how, why);
 }
 
-static sim_tp_t *http_open(sim_run_t *run, char *err, size_t errlen)
+static void *http_open(sim_run_t *run, char *err, size_t errlen)
 {
     const sim_opts_t *o = sim_run_opts(run);
     size_t n;
     sim_device_t *devs = sim_run_devices(run, &n);
-    sim_tp_t *t = calloc(1, sizeof *t);
+    http_tp_t *t = calloc(1, sizeof *t);
     if (!t) { snprintf(err, errlen, "out of memory"); return NULL; }
     t->run = run;
     t->multi = curl_multi_init();
@@ -216,15 +216,17 @@ static sim_tp_t *http_open(sim_run_t *run, char *err, size_t errlen)
     return t;
 }
 
-static int http_ready(sim_tp_t *t, sim_device_t *d)
+static int http_ready(void *tp, sim_device_t *d)
 {
+    http_tp_t *t = tp;
     (void)t;
     (void)d;
     return 1;
 }
 
-static void http_send(sim_tp_t *t, sim_device_t *d, sim_msg_t *m)
+static void http_send(void *tp, sim_device_t *d, sim_msg_t *m)
 {
+    http_tp_t *t = tp;
     const sim_opts_t *o = sim_run_opts(t->run);
     if (sim_device_token(d, sim_run_wall_s(), sim_run_now_ns(), o->token_ttl) < 0) {
         sim_run_failed(t->run, d, m, SIM_FAIL_RETRY, "cannot mint a SAS token");
@@ -271,7 +273,7 @@ static void http_send(sim_tp_t *t, sim_device_t *d, sim_msg_t *m)
     t->active++;
 }
 
-static void http_drain(sim_tp_t *t)
+static void http_drain(http_tp_t *t)
 {
     int running = 0, left = 0;
     curl_multi_perform(t->multi, &running);
@@ -284,29 +286,33 @@ static void http_drain(sim_tp_t *t)
     }
 }
 
-static void http_poll(sim_tp_t *t, int timeout_ms)
+static void http_poll(void *tp, int timeout_ms)
 {
+    http_tp_t *t = tp;
     http_drain(t); /* start what was just added */
     curl_multi_poll(t->multi, NULL, 0, timeout_ms, NULL);
     http_drain(t);
 }
 
-static void http_tick(sim_tp_t *t, int64_t now)
+static void http_tick(void *tp, int64_t now)
 {
+    http_tp_t *t = tp;
     (void)now;
     http_drain(t); /* curl's own timeouts */
 }
 
-static size_t http_connected(sim_tp_t *t) { return t->active; }
+static size_t http_connected(void *tp) { return ((http_tp_t *)tp)->active; }
 
-static int http_settled(sim_tp_t *t)
+static int http_settled(void *tp)
 {
+    http_tp_t *t = tp;
     (void)t;
     return 1;
 }
 
-static void http_close(sim_tp_t *t)
+static void http_close(void *tp)
 {
+    http_tp_t *t = tp;
     if (!t) return;
     while (t->active_list) {
         http_xfer_t *x = t->active_list;

@@ -68,7 +68,7 @@ typedef struct tls_entry {
     SSL_CTX *ctx;
 } tls_entry_t;
 
-struct sim_tp {
+typedef struct mqtt_tp {
     sim_run_t   *run;
     int          epfd;
     mqtt_conn_t *conns;
@@ -79,7 +79,7 @@ struct sim_tp {
     size_t       connecting, up;
     buf_t        scratch;
     int          tick_misc;     /* ticks since the last keep-alive pass */
-};
+} mqtt_tp_t;
 
 /* The last certificate problem seen by the verify callback (the engine is single-threaded). */
 static char g_tls_error[200];
@@ -120,7 +120,7 @@ static SSL_CTX *tls_ctx_new(const sim_endpoint_t *ep, const char *ca_file, char 
     return ctx;
 }
 
-static SSL_CTX *tls_for(sim_tp_t *t, const sim_endpoint_t *ep, const char *ca_file, char *err, size_t errlen)
+static SSL_CTX *tls_for(mqtt_tp_t *t, const sim_endpoint_t *ep, const char *ca_file, char *err, size_t errlen)
 {
     for (size_t i = 0; i < t->n_tls; i++)
         if (t->tls[i].ep == ep) return t->tls[i].ctx;
@@ -135,7 +135,7 @@ static SSL_CTX *tls_for(sim_tp_t *t, const sim_endpoint_t *ep, const char *ca_fi
 
 /* ---- epoll registration ------------------------------------------------------------- */
 
-static void conn_sync(sim_tp_t *t, mqtt_conn_t *c)
+static void conn_sync(mqtt_tp_t *t, mqtt_conn_t *c)
 {
     int fd = c->mosq ? mosquitto_socket(c->mosq) : -1;
     if (c->fd >= 0 && c->fd != fd) {
@@ -154,7 +154,7 @@ static void conn_sync(sim_tp_t *t, mqtt_conn_t *c)
     }
 }
 
-static void conn_set_state(sim_tp_t *t, mqtt_conn_t *c, mc_state_t s)
+static void conn_set_state(mqtt_tp_t *t, mqtt_conn_t *c, mc_state_t s)
 {
     if (c->state == MC_CONNECTING) t->connecting--;
     if (c->state == MC_UP || c->state == MC_DRAINING) t->up--;
@@ -165,7 +165,7 @@ static void conn_set_state(sim_tp_t *t, mqtt_conn_t *c, mc_state_t s)
 }
 
 /* Throw the library's connection away (no callbacks, nothing re-sent). */
-static void conn_destroy(sim_tp_t *t, mqtt_conn_t *c)
+static void conn_destroy(mqtt_tp_t *t, mqtt_conn_t *c)
 {
     if (c->fd >= 0) {
         epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -180,7 +180,7 @@ static void conn_destroy(sim_tp_t *t, mqtt_conn_t *c)
 }
 
 /* Give every message in flight back to the engine. */
-static void conn_return_inflight(sim_tp_t *t, mqtt_conn_t *c, sim_fail_t how, const char *why)
+static void conn_return_inflight(mqtt_tp_t *t, mqtt_conn_t *c, sim_fail_t how, const char *why)
 {
     while (c->win_n > 0) {
         sim_msg_t *m = c->win[--c->win_n];
@@ -189,7 +189,7 @@ static void conn_return_inflight(sim_tp_t *t, mqtt_conn_t *c, sim_fail_t how, co
 }
 
 /* The connection is gone or unusable: in-flight messages may have reached the hub. */
-static void conn_lost(sim_tp_t *t, mqtt_conn_t *c, const char *why)
+static void conn_lost(mqtt_tp_t *t, mqtt_conn_t *c, const char *why)
 {
     char label[600];
     conn_destroy(t, c);
@@ -236,7 +236,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid)
     g_acked[g_acked_n++] = mid;
 }
 
-static void conn_handle_acks(sim_tp_t *t, mqtt_conn_t *c)
+static void conn_handle_acks(mqtt_tp_t *t, mqtt_conn_t *c)
 {
     size_t n = g_acked_n;
     g_acked_n = 0;
@@ -265,7 +265,7 @@ static const char *connack_text(int rc)
     }
 }
 
-static void conn_start(sim_tp_t *t, mqtt_conn_t *c)
+static void conn_start(mqtt_tp_t *t, mqtt_conn_t *c)
 {
     sim_device_t *d = c->d;
     const sim_opts_t *o = sim_run_opts(t->run);
@@ -309,7 +309,7 @@ static void conn_start(sim_tp_t *t, mqtt_conn_t *c)
 }
 
 /* After I/O on c: CONNACK arrived? connection dropped? */
-static void conn_after_io(sim_tp_t *t, mqtt_conn_t *c)
+static void conn_after_io(mqtt_tp_t *t, mqtt_conn_t *c)
 {
     char why[256];
     if (c->connack > 0) {
@@ -351,13 +351,13 @@ static void conn_after_io(sim_tp_t *t, mqtt_conn_t *c)
 
 /* ---- transport operations ------------------------------------------------------------ */
 
-static sim_tp_t *mqtt_open(sim_run_t *run, char *err, size_t errlen)
+static void *mqtt_open(sim_run_t *run, char *err, size_t errlen)
 {
     const sim_opts_t *o = sim_run_opts(run);
     size_t n;
     sim_device_t *devs = sim_run_devices(run, &n);
     mosquitto_lib_init();
-    sim_tp_t *t = calloc(1, sizeof *t);
+    mqtt_tp_t *t = calloc(1, sizeof *t);
     if (!t) { snprintf(err, errlen, "out of memory"); return NULL; }
     t->run = run;
     t->window = o->inflight > 0 ? (size_t)o->inflight : 16;
@@ -391,26 +391,27 @@ fail:
     return NULL;
 }
 
-static int mqtt_ready(sim_tp_t *t, sim_device_t *d)
+static int mqtt_ready(void *tp, sim_device_t *d)
 {
-    (void)t;
+    mqtt_tp_t *t = tp;
     mqtt_conn_t *c = d->tp;
     return c->state == MC_UP && c->win_n < t->window;
 }
 
-static void mqtt_send(sim_tp_t *t, sim_device_t *d, sim_msg_t *m)
+static void mqtt_send(void *tp, sim_device_t *d, sim_msg_t *m)
 {
+    mqtt_tp_t *t = tp;
     mqtt_conn_t *c = d->tp;
-    buf_t *tp = &t->scratch;
-    buf_reset(tp);
-    buf_printf(tp, "%s$.mid=%llu&$.ct=application%%2Fjson&$.ce=utf-8&temperatureAlert=%s", c->topic,
+    buf_t *topic = &t->scratch;
+    buf_reset(topic);
+    buf_printf(topic, "%s$.mid=%llu&$.ct=application%%2Fjson&$.ce=utf-8&temperatureAlert=%s", c->topic,
                (unsigned long long)m->id, m->alert ? "true" : "false");
-    if (tp->oom) {
+    if (topic->oom) {
         sim_run_failed(t->run, d, m, SIM_FAIL_RETRY, "out of memory");
         return;
     }
     int mid = 0;
-    int rc = mosquitto_publish(c->mosq, &mid, buf_str(tp), (int)m->len, m->body, 1, false);
+    int rc = mosquitto_publish(c->mosq, &mid, buf_str(topic), (int)m->len, m->body, 1, false);
     if (rc != MOSQ_ERR_SUCCESS) {
         /* Not written: the connection is unusable (or the message too large for MQTT). */
         if (rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_OVERSIZE_PACKET) {
@@ -428,8 +429,9 @@ static void mqtt_send(sim_tp_t *t, sim_device_t *d, sim_msg_t *m)
     conn_sync(t, c);
 }
 
-static void mqtt_poll(sim_tp_t *t, int timeout_ms)
+static void mqtt_poll(void *tp, int timeout_ms)
 {
+    mqtt_tp_t *t = tp;
     struct epoll_event evs[256];
     int n = epoll_wait(t->epfd, evs, 256, timeout_ms);
     for (int i = 0; i < n; i++) {
@@ -448,8 +450,9 @@ static void mqtt_poll(sim_tp_t *t, int timeout_ms)
     }
 }
 
-static void mqtt_tick(sim_tp_t *t, int64_t now)
+static void mqtt_tick(void *tp, int64_t now)
 {
+    mqtt_tp_t *t = tp;
     const sim_opts_t *o = sim_run_opts(t->run);
     int64_t timeout_ns = (int64_t)(o->timeout * 1e9);
     int misc = ++t->tick_misc >= 10; /* keep-alive has 1 s resolution: every 10th tick */
@@ -508,10 +511,11 @@ static void mqtt_tick(sim_tp_t *t, int64_t now)
     }
 }
 
-static size_t mqtt_connected(sim_tp_t *t) { return t->up; }
+static size_t mqtt_connected(void *tp) { return ((mqtt_tp_t *)tp)->up; }
 
-static int mqtt_settled(sim_tp_t *t)
+static int mqtt_settled(void *tp)
 {
+    mqtt_tp_t *t = tp;
     for (size_t i = 0; i < t->n; i++) {
         mc_state_t s = t->conns[i].state;
         if (s != MC_UP && s != MC_DEAD) return 0;
@@ -519,8 +523,9 @@ static int mqtt_settled(sim_tp_t *t)
     return 1;
 }
 
-static void mqtt_close(sim_tp_t *t)
+static void mqtt_close(void *tp)
 {
+    mqtt_tp_t *t = tp;
     if (!t) return;
     for (size_t i = 0; t->conns && i < t->n; i++) {
         mqtt_conn_t *c = &t->conns[i];

@@ -279,6 +279,7 @@ void sim_run_failed(sim_run_t *r, sim_device_t *d, sim_msg_t *m, sim_fail_t how,
             d->hold_until_ns = now + sim_run_backoff_ns(r, d->fail_streak);
         }
     }
+    kick(r, d); /* a window slot is free (a held device stays held) */
     pump_wait(r);
 }
 
@@ -458,6 +459,7 @@ int sim_run_main(sim_run_t *r)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    g_signals = 0;
     r->start_ns = sim_run_now_ns();
     r->tp = r->ops->open(r, err, sizeof err);
     if (!r->tp) {
@@ -493,17 +495,18 @@ int sim_run_main(sim_run_t *r)
     while (!all_done(r)) {
         int64_t now = sim_run_now_ns();
         if (g_signals != seen_signals) {
+            int fresh = g_signals - seen_signals;
             seen_signals = g_signals;
-            r->interrupted = 1;
-            if (!r->stopping) {
-                r->stopping = 1;
-                if (r->inflight + r->queued > 0)
-                    sim_report_note(r, "stopping: sending the %zu readings taken (Ctrl-C again to abandon them)",
-                                    r->inflight + r->queued);
-            } else {
+            if (r->interrupted || fresh > 1) { /* the second Ctrl-C / SIGTERM */
+                r->interrupted = 1;
                 abandon_all(r);
                 break;
             }
+            r->interrupted = 1;
+            r->stopping = 1;
+            if (r->inflight + r->queued > 0)
+                sim_report_note(r, "stopping: sending the %zu readings taken (Ctrl-C again to abandon them)",
+                                r->inflight + r->queued);
         }
         if (r->stop_ns && now >= r->stop_ns && !r->stopping) {
             take_due_readings(r, r->stop_ns - 1); /* every reading due before the end, even if late */

@@ -49,7 +49,7 @@ struct sim_run {
     size_t              ndev;
     sim_endpoint_t     *endpoints;      /* distinct endpoints (list, owned) */
     const sim_tp_ops_t *ops;
-    sim_tp_t           *tp;
+    void               *tp;             /* the transport's state */
     uint64_t            seed;
     double              interval;       /* seconds between one device's readings */
     size_t              window;         /* messages in flight per device */

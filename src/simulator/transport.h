@@ -13,7 +13,6 @@
 #include "simulator/device.h"
 
 typedef struct sim_run sim_run_t;
-typedef struct sim_tp sim_tp_t;
 
 /* How an attempt ended, when it did not end with an acknowledgement. */
 typedef enum {
@@ -27,24 +26,24 @@ typedef enum {
 typedef struct sim_tp_ops {
     const char *name;
     /* Create the transport for the run's devices. Returns NULL with a reason in err. */
-    sim_tp_t *(*open)(sim_run_t *run, char *err, size_t errlen);
+    void *(*open)(sim_run_t *run, char *err, size_t errlen);
     /* Can d start an attempt now (connected, not draining)? */
-    int  (*ready)(sim_tp_t *t, sim_device_t *d);
+    int  (*ready)(void *t, sim_device_t *d);
     /* Start an attempt of m for d; the outcome comes later through the sim_run_* calls (or
      * at once, for a failure to even start). */
-    void (*send)(sim_tp_t *t, sim_device_t *d, sim_msg_t *m);
+    void (*send)(void *t, sim_device_t *d, sim_msg_t *m);
     /* Wait up to timeout_ms for network events and handle them. */
-    void (*poll)(sim_tp_t *t, int timeout_ms);
+    void (*poll)(void *t, int timeout_ms);
     /* Housekeeping every few ms: timeouts, token renewal, reconnects. */
-    void (*tick)(sim_tp_t *t, int64_t now_ns);
+    void (*tick)(void *t, int64_t now_ns);
     /* Devices connected (MQTT) or connections open (HTTP), for progress lines. */
-    size_t (*connected)(sim_tp_t *t);
+    size_t (*connected)(void *t);
     /* While starting: 1 when every device is connected or refused (MQTT), so the schedule
      * can start. */
-    int  (*settled)(sim_tp_t *t);
+    int  (*settled)(void *t);
     /* Stop: abandon attempts in flight (reported as SIM_FAIL_UNCERTAIN with abandon set in the
      * run) and free everything. */
-    void (*close)(sim_tp_t *t);
+    void (*close)(void *t);
 } sim_tp_ops_t;
 
 extern const sim_tp_ops_t sim_tp_mqtt;
