@@ -1,0 +1,35 @@
+// Run ./simulator for tests: its exit status, output, and the --json summary when asked for.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { repoRoot } from './handler.mjs';
+
+export const simulatorBin = process.env.SIMULATOR_BIN || path.join(repoRoot, 'simulator');
+
+/**
+ * Run the simulator with args. Options: signals [{afterMs, signal}] sent while it runs,
+ * onStderr(text) called as stderr grows, timeoutMs (SIGKILL after, default 120 s), env.
+ * Resolves {code, signal, stdout, stderr, json}.
+ */
+export function runSimulator(args, { signals = [], timeoutMs = 120000, env = {}, onStderr } = {}) {
+  const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
+  const cmd = wrapper.length ? wrapper[0] : simulatorBin;
+  const argv = wrapper.length ? [...wrapper.slice(1), simulatorBin, ...args] : args;
+  const proc = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (d) => { stdout += d; });
+  proc.stderr.on('data', (d) => { stderr += d; onStderr?.(stderr); });
+  const timers = signals.map(({ afterMs, signal = 'SIGINT' }) => setTimeout(() => proc.kill(signal), afterMs));
+  const killer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  return new Promise((resolve) => {
+    proc.on('close', (code, signal) => {
+      timers.forEach(clearTimeout);
+      clearTimeout(killer);
+      let json = null;
+      if (args.includes('--json')) {
+        try { json = JSON.parse(stdout); } catch { json = null; }
+      }
+      resolve({ code, signal, stdout, stderr, json, proc });
+    });
+  });
+}
