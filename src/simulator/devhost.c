@@ -126,7 +126,8 @@ int sim_devhost_device(const char *bin, const char *data_dir, const char *name, 
     char first_err[240] = "";
     *connstr = NULL;
     for (int v = 0; v < 2; v++) {
-        const char *argv[] = {bin, "device", verbs[v], name, "--data", data_dir, NULL};
+        /* `add --quiet` prints the connection string alone; `show` prints it among other lines. */
+        const char *argv[] = {bin, "device", verbs[v], name, "--data", data_dir, v == 0 ? "--quiet" : NULL, NULL};
         buf_t out = BUF_INIT, eo = BUF_INIT;
         int st = run_capture(argv, &out, &eo, err, errlen);
         if (st < 0) {

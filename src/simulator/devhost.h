@@ -1,7 +1,7 @@
 /* devhost.h — registering local devices with devhost's device registry.
  *
- * Owns running `devhost device add NAME --data DIR` (and `device show NAME` when the device
- * exists already) and picking the device connection string out of what it prints. The devhost
+ * Owns running `devhost device add NAME --data DIR --quiet` (and `device show NAME` when the
+ * device exists already) and picking the device connection string out of what it prints. The devhost
  * binary is the one next to the simulator's own executable, else `devhost` on PATH. */
 #ifndef ENVIROMON_SIM_DEVHOST_H
 #define ENVIROMON_SIM_DEVHOST_H
