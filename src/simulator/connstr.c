@@ -1,9 +1,12 @@
 /* connstr.c — device connection strings (see connstr.h). */
 #include "simulator/connstr.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include "util/base64.h"
 
 int sim_device_id_valid(const char *id)
 {
@@ -15,40 +18,6 @@ int sim_device_id_valid(const char *id)
         if (!strchr("-:.+%_#*?!(),=@;$'", c)) return 0;
     }
     return 1;
-}
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-long sim_b64_decode(const char *in, size_t in_len, unsigned char *out, size_t cap)
-{
-    if (in_len == 0 || in_len % 4 != 0) return -1;
-    size_t pad = 0;
-    if (in[in_len - 1] == '=') pad++;
-    if (in[in_len - 2] == '=') pad++;
-    size_t out_len = in_len / 4 * 3 - pad;
-    if (out_len > cap) return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < in_len; i += 4) {
-        int v[4];
-        for (int j = 0; j < 4; j++) {
-            unsigned char c = (unsigned char)in[i + j];
-            if (c == '=' && i + 4 == in_len && j >= 4 - (int)pad) { v[j] = 0; continue; }
-            if ((v[j] = b64_value(c)) < 0) return -1;
-        }
-        unsigned long w = (unsigned long)v[0] << 18 | (unsigned long)v[1] << 12 |
-                          (unsigned long)v[2] << 6 | (unsigned long)v[3];
-        unsigned char bytes[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8), (unsigned char)w};
-        for (int j = 0; j < 3 && o < out_len; j++) out[o++] = bytes[j];
-    }
-    return (long)out_len;
 }
 
 /* One "Key=value" part: copy the value of key `name` into dst (cap bytes) when it matches. */
@@ -144,8 +113,11 @@ int sim_connstr_parse(const char *s, sim_connstr_t *out, char *err, size_t errle
                  "-:.+%%_#*?!(),=@;$' only)", out->device_id);
         return -1;
     }
-    long n = sim_b64_decode(key.val, key.val_len, out->key, sizeof out->key);
-    if (n <= 0) {
+    unsigned char raw[SIM_KEY_MAX + 2];
+    long n = key.val_len <= BASE64_ENCODED_LEN(SIM_KEY_MAX) ? base64_decode(key.val, key.val_len, raw) : -1;
+    if (n > 0 && n <= SIM_KEY_MAX) memcpy(out->key, raw, (size_t)n);
+    OPENSSL_cleanse(raw, sizeof raw);
+    if (n <= 0 || n > SIM_KEY_MAX) {
         snprintf(err, errlen, "SharedAccessKey of device '%s' is not a base64 key of at most %d bytes",
                  out->device_id, SIM_KEY_MAX);
         memset(out->key, 0, sizeof out->key);

@@ -30,8 +30,4 @@ int sim_connstr_parse(const char *s, sim_connstr_t *out, char *err, size_t errle
 /* Is id a device id IoT Hub accepts: 1..128 characters of [A-Za-z0-9-:.+%_#*?!(),=@;$']? */
 int sim_device_id_valid(const char *id);
 
-/* Strict base64 (standard alphabet, padding required) into out (cap bytes). Returns the
- * decoded length, or -1 when in is not base64 or does not fit. */
-long sim_b64_decode(const char *in, size_t in_len, unsigned char *out, size_t cap);
-
 #endif

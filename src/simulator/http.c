@@ -19,7 +19,8 @@
 #include <string.h>
 
 #include "simulator/options.h"
-#include "simulator/sas.h"
+#include "devhost/iothub/sas.h"
+#include "simulator/connstr.h"
 #include "simulator/transport.h"
 
 #define HTTP_API_VERSION "2021-04-12"
@@ -203,9 +204,9 @@ static void *http_open(sim_run_t *run, char *err, size_t errlen)
     curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, conns);
     for (size_t i = 0; i < n; i++) {
         buf_t u = BUF_INIT;
-        buf_printf(&u, "%s/devices/", devs[i].ep->url);
-        sim_pct_encode(&u, devs[i].cs.device_id);
-        buf_puts(&u, "/messages/events?api-version=" HTTP_API_VERSION);
+        char id[SIM_DEVICE_ID_MAX * 3 + 1];
+        if (iothub_sas_url_encode(devs[i].cs.device_id, 1, id, sizeof id) < 0) id[0] = '\0';
+        buf_printf(&u, "%s/devices/%s/messages/events?api-version=" HTTP_API_VERSION, devs[i].ep->url, id);
         if (!(t->urls[i] = buf_steal(&u))) {
             snprintf(err, errlen, "out of memory");
             sim_tp_http.close(t);

@@ -32,7 +32,6 @@
 #include <unistd.h>
 
 #include "simulator/options.h"
-#include "simulator/sas.h"
 #include "simulator/transport.h"
 
 #define MQTT_API_VERSION   "2021-04-12"

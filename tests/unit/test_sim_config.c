@@ -95,25 +95,6 @@ static void test_connstr_bad(void **state)
     assert_int_equal(sim_connstr_parse(s, &cs, err, sizeof err), 0);
 }
 
-static void test_base64(void **state)
-{
-    (void)state;
-    unsigned char out[16];
-    assert_int_equal(sim_b64_decode("TWFu", 4, out, sizeof out), 3);
-    assert_memory_equal(out, "Man", 3);
-    assert_int_equal(sim_b64_decode("TWE=", 4, out, sizeof out), 2);
-    assert_memory_equal(out, "Ma", 2);
-    assert_int_equal(sim_b64_decode("TQ==", 4, out, sizeof out), 1);
-    assert_int_equal(out[0], 'M');
-    assert_int_equal(sim_b64_decode("+/+/", 4, out, sizeof out), 3);
-    assert_int_equal(out[0], 0xfb);
-    assert_int_equal(sim_b64_decode("TWF", 3, out, sizeof out), -1);     /* not a multiple of 4 */
-    assert_int_equal(sim_b64_decode("T=Fu", 4, out, sizeof out), -1);    /* padding inside */
-    assert_int_equal(sim_b64_decode("TW-u", 4, out, sizeof out), -1);    /* base64url alphabet */
-    assert_int_equal(sim_b64_decode("TWFuTWFu", 8, out, 5), -1);         /* does not fit */
-    assert_int_equal(sim_b64_decode("", 0, out, sizeof out), -1);
-}
-
 static void test_device_id_rule(void **state)
 {
     (void)state;
@@ -283,7 +264,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connstr_good),
         cmocka_unit_test(test_connstr_bad),
-        cmocka_unit_test(test_base64),
         cmocka_unit_test(test_device_id_rule),
         cmocka_unit_test(test_endpoint_urls),
         cmocka_unit_test(test_endpoint_from_connstr_hosts),
