@@ -59,6 +59,8 @@ typedef struct sim_device {
     uint64_t       fault_rng;
     /* schedule */
     uint64_t       generated;       /* readings taken = id of the newest message */
+    uint64_t       slot;            /* schedule slots passed (a full buffer skips one) */
+    int64_t        phase_ns;        /* this device's offset in the schedule */
     int64_t        next_due_ns;
     size_t         heap_pos;
     /* messages waiting for an attempt, in id order */

@@ -328,24 +328,27 @@ static int device_done_generating(const sim_run_t *r, const sim_device_t *d)
     return r->o->count && d->generated >= r->o->count;
 }
 
+/* Slot k of device d: t0 + its phase + k intervals, computed (not accumulated) so that
+ * rounding never adds or loses a reading over a long run. */
+static int64_t slot_time(const sim_run_t *r, const sim_device_t *d, uint64_t k)
+{
+    return r->t0_ns + d->phase_ns + (int64_t)llround((double)k * r->interval * 1e9);
+}
+
 static void take_due_readings(sim_run_t *r, int64_t now)
 {
-    int64_t step = (int64_t)(r->interval * 1e9);
-    if (step < 1) step = 1;
     while (r->heap_n > 0 && r->heap[0]->next_due_ns <= now && !r->stopping) {
         sim_device_t *d = heap_pop(r);
-        if (d->q_len >= SIM_BACKLOG_MAX) {
-            d->next_due_ns = now + step; /* buffer full: pause, the schedule slides */
-        } else {
+        if (d->q_len < SIM_BACKLOG_MAX) { /* else its buffer is full: this slot is skipped */
             if (take_reading(r, d, now) != 0) {
                 sim_report_note(r, "out of memory taking a reading; stopping");
                 r->stopping = 1;
                 heap_push(r, d);
                 return;
             }
-            d->next_due_ns += step;
             kick(r, d);
         }
+        d->next_due_ns = slot_time(r, d, ++d->slot);
         if (!device_done_generating(r, d)) heap_push(r, d);
     }
 }
@@ -486,7 +489,8 @@ int sim_run_main(sim_run_t *r)
     r->t0_ns = sim_run_now_ns();
     if (r->o->duration > 0) r->stop_ns = r->t0_ns + (int64_t)(r->o->duration * 1e9);
     for (size_t i = 0; i < r->ndev; i++) {
-        r->devs[i].next_due_ns = r->t0_ns + sim_run_first_due(i, r->ndev, r->interval);
+        r->devs[i].phase_ns = sim_run_first_due(i, r->ndev, r->interval);
+        r->devs[i].next_due_ns = slot_time(r, &r->devs[i], 0);
         heap_push(r, &r->devs[i]);
     }
     r->last_report_ns = r->t0_ns;

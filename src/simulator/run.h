@@ -8,8 +8,10 @@
  * Schedule: each device takes a reading every `interval` seconds (--interval, or with --rate R
  * the interval devices/R), devices evenly staggered over the first interval; readings are
  * taken on time whatever the network does (open loop, so a slow hub shows as latency and
- * backlog, not as a lower offered rate), up to 10,000 unsent readings per device, beyond which
- * the device pauses taking readings (nothing is dropped).
+ * backlog, not as a lower offered rate), up to 10,000 unsent readings per device; while a
+ * device's buffer is that full it skips its readings (nothing taken is ever dropped). Reading
+ * k of a device is due at start + phase + k * interval, computed, not accumulated, so a run of
+ * --duration D takes exactly the readings due before D.
  *
  * Retries: a transient failure puts the message back in its place in the device's queue and
  * the device backs off (exponential, full jitter, 100 ms to 10 s); a message is given up (and

@@ -351,6 +351,19 @@ static void test_rate_control_exact(void **state)
     for (size_t i = 0; i < 10; i++) assert_int_equal(r.devs[i].n.sent, 50);
     sim_run_free(&r);
 
+    /* An interval that is no whole number of nanoseconds (20 devices at 300/s: 1/15 s): the
+     * schedule must not drift a reading in or out (9 readings each before 0.6 s). */
+    opts_default(&o);
+    o.rate = 300;
+    o.duration = 0.6;
+    o.inflight = 4;
+    assert_int_equal(run_fleet(&r, &o, 20, NULL), 0);
+    check_balance(&r);
+    assert_int_equal(r.total.sent, 180);
+    for (size_t i = 0; i < 20; i++) assert_int_equal(r.devs[i].n.sent, 9);
+    sim_run_free(&r);
+
+    o.rate = 2000;
     assert_true(sim_run_interval(&o, 10) == 0.005);
     o.rate = 0;
     o.interval = 2;
