@@ -120,25 +120,9 @@ static int register_local(sim_fleet_t *f, const sim_opts_t *o, char *err, size_t
     return 0;
 }
 
-int sim_fleet_load(sim_opts_t *o, sim_fleet_t *f, char *err, size_t errlen)
+/* The CA to trust: --ca, or devhost's own with --devices. */
+static int choose_ca(const sim_opts_t *o, sim_fleet_t *f, char *err, size_t errlen)
 {
-    memset(f, 0, sizeof *f);
-    const char *endpoint = o->endpoint;
-    if (o->devices > 0) {
-        if (register_local(f, o, err, errlen) != 0) return -1;
-        if (!endpoint) {
-            if (!o->transport_given) o->transport = SIM_TP_MQTT;
-            endpoint = o->transport == SIM_TP_HTTP ? "http://localhost:7071" : "mqtts://localhost:8883";
-        }
-    } else {
-        for (size_t i = 0; i < o->n_device_strs; i++) {
-            char where[32];
-            snprintf(where, sizeof where, "--device #%zu", i + 1);
-            if (sim_fleet_add(f, o->device_strs[i], where, err, errlen) != 0) return -1;
-        }
-        if (o->devices_file && load_file(f, o->devices_file, err, errlen) != 0) return -1;
-    }
-    if (sim_fleet_resolve(f, o, endpoint, err, errlen) != 0) return -1;
     if (o->ca_file) {
         if (access(o->ca_file, R_OK) != 0) {
             snprintf(err, errlen, "--ca %s: %s", o->ca_file, strerror(errno));
@@ -147,13 +131,46 @@ int sim_fleet_load(sim_opts_t *o, sim_fleet_t *f, char *err, size_t errlen)
         f->ca_file = strdup(o->ca_file);
     } else if (o->devices > 0 && f->endpoints->tls) {
         size_t n = strlen(o->data_dir) + sizeof "/ca.pem";
-        f->ca_file = malloc(n);
-        if (f->ca_file) snprintf(f->ca_file, n, "%s/ca.pem", o->data_dir);
+        if ((f->ca_file = malloc(n))) snprintf(f->ca_file, n, "%s/ca.pem", o->data_dir);
         if (f->ca_file && access(f->ca_file, R_OK) != 0) {
             snprintf(err, errlen, "devhost's CA %s is not there yet: start devhost once (it creates it), or give --ca",
                      f->ca_file);
             return -1;
         }
+    }
+    return 0;
+}
+
+static int probe_all(sim_fleet_t *f, long probe_ms, char *err, size_t errlen)
+{
+    for (sim_endpoint_t *e = f->endpoints; e; e = e->next)
+        if (sim_endpoint_probe(e, f->ca_file, probe_ms, err, errlen) != 0) return -1;
+    return 0;
+}
+
+int sim_fleet_load(sim_opts_t *o, sim_fleet_t *f, long probe_ms, char *err, size_t errlen)
+{
+    memset(f, 0, sizeof *f);
+    if (o->devices > 0) {
+        /* The local devhost: check it answers before registering anything. */
+        const char *endpoint = o->endpoint;
+        if (!endpoint) endpoint = o->transport == SIM_TP_HTTP ? "http://localhost:7071" : "mqtts://localhost:8883";
+        sim_endpoint_t ep;
+        if (sim_endpoint_parse(endpoint, &o->transport, o->endpoint ? o->transport_given : 1, &ep, err, errlen) != 0)
+            return -1;
+        if (!endpoint_intern(f, &ep)) { snprintf(err, errlen, "out of memory"); return -1; }
+        if (choose_ca(o, f, err, errlen) != 0 || probe_all(f, probe_ms, err, errlen) != 0) return -1;
+        if (register_local(f, o, err, errlen) != 0) return -1;
+        for (size_t i = 0; i < f->n; i++) f->devs[i].ep = f->endpoints;
+    } else {
+        for (size_t i = 0; i < o->n_device_strs; i++) {
+            char where[32];
+            snprintf(where, sizeof where, "--device #%zu", i + 1);
+            if (sim_fleet_add(f, o->device_strs[i], where, err, errlen) != 0) return -1;
+        }
+        if (o->devices_file && load_file(f, o->devices_file, err, errlen) != 0) return -1;
+        if (sim_fleet_resolve(f, o, o->endpoint, err, errlen) != 0) return -1;
+        if (choose_ca(o, f, err, errlen) != 0 || probe_all(f, probe_ms, err, errlen) != 0) return -1;
     }
     if (o->connections && o->transport == SIM_TP_MQTT) {
         snprintf(err, errlen, "--connections applies to --transport http (over MQTT each device has its own connection)");

@@ -56,18 +56,12 @@ int main(int argc, char **argv)
     sim_fleet_t fleet;
     sim_run_t run;
     memset(&run, 0, sizeof run);
-    if (sim_fleet_load(&o, &fleet, err, sizeof err) != 0) {
+    long probe_ms = o.timeout < 10 ? (long)(o.timeout * 1000) : 10000;
+    if (sim_fleet_load(&o, &fleet, probe_ms, err, sizeof err) != 0) {
         rc = fail(err);
         goto out_fleet;
     }
     o.ca_file = fleet.ca_file;
-    long probe_ms = o.timeout < 10 ? (long)(o.timeout * 1000) : 10000;
-    for (sim_endpoint_t *e = fleet.endpoints; e; e = e->next) {
-        if (sim_endpoint_probe(e, o.ca_file, probe_ms, err, sizeof err) != 0) {
-            rc = fail(err);
-            goto out_fleet;
-        }
-    }
     uint64_t seed = o.seed_given ? o.seed : random_seed();
     if (sim_run_init(&run, &o, fleet.devs, fleet.n, fleet.endpoints, seed, err, sizeof err) != 0) {
         rc = fail(err);

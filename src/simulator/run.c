@@ -508,9 +508,10 @@ int sim_run_main(sim_run_t *r)
             }
             r->interrupted = 1;
             r->stopping = 1;
-            if (r->inflight + r->queued > 0)
-                sim_report_note(r, "stopping: sending the %zu readings taken (Ctrl-C again to abandon them)",
-                                r->inflight + r->queued);
+            size_t left = r->inflight + r->queued;
+            if (left > 0)
+                sim_report_note(r, "stopping: sending the %zu reading%s already taken (Ctrl-C again to abandon %s)",
+                                left, left == 1 ? "" : "s", left == 1 ? "it" : "them");
         }
         if (r->stop_ns && now >= r->stop_ns && !r->stopping) {
             take_due_readings(r, r->stop_ns - 1); /* every reading due before the end, even if late */
