@@ -9,6 +9,8 @@
  * (each request carries its own device's token). Every request has a connect timeout and a
  * total timeout (--timeout).
  *
+ * A request libcurl re-sent on its own (see on_debug) counts as an extra, uncertain attempt.
+ *
  * Outcomes: 2xx acknowledged; 429 (throttled) and 408 retried; 5xx retried as uncertain (the
  * hub may have stored it); a transport error is retried, as uncertain once any of the request
  * went out; other statuses (400, 401, 403, 404, 413, ...) are permanent: IoT Hub refused the
@@ -34,6 +36,7 @@ typedef struct http_xfer {
     sim_device_t     *d;
     sim_msg_t        *m;
     buf_t             resp;
+    int               requests_out;      /* times the request went out (libcurl may re-send) */
     char              errbuf[CURL_ERROR_SIZE];
 } http_xfer_t;
 
@@ -56,6 +59,18 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* libcurl re-sends a request by itself when a reused keep-alive connection dies before any
+ * answer byte ("Connection died, retrying a fresh connect") — even a POST the hub may already
+ * have stored. There is no option to turn that off, so count the request lines that go out:
+ * each one beyond the first is an extra attempt whose outcome is unknown. */
+static int on_debug(CURL *c, curl_infotype type, char *data, size_t size, void *arg)
+{
+    (void)c;
+    http_xfer_t *x = arg;
+    if (type == CURLINFO_HEADER_OUT && size >= 5 && memcmp(data, "POST ", 5) == 0) x->requests_out++;
+    return 0;
+}
+
 static http_xfer_t *xfer_get(http_tp_t *t)
 {
     http_xfer_t *x = t->free_list;
@@ -73,6 +88,9 @@ static http_xfer_t *xfer_get(http_tp_t *t)
     curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(x->easy, CURLOPT_DEBUGFUNCTION, on_debug); /* only called when VERBOSE */
+    curl_easy_setopt(x->easy, CURLOPT_DEBUGDATA, x);
+    curl_easy_setopt(x->easy, CURLOPT_VERBOSE, 1L);
     curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 10000 ? timeout_ms : 10000L);
@@ -88,6 +106,7 @@ static void xfer_put(http_tp_t *t, http_xfer_t *x)
     x->hdrs = NULL;
     x->d = NULL;
     x->m = NULL;
+    x->requests_out = 0;
     buf_reset(&x->resp);
     x->errbuf[0] = '\0';
     x->next_free = t->free_list;
@@ -158,6 +177,8 @@ static void xfer_done(http_tp_t *t, http_xfer_t *x, CURLcode rc)
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     deactivate(t, x);
+    for (int i = 1; i < x->requests_out; i++)
+        sim_run_hidden_attempt(t->run, d, m, "connection died; libcurl re-sent the request");
     if (rc == CURLE_OK && status >= 200 && status < 300) {
         xfer_put(t, x);
         sim_run_acked(t->run, d, m);

@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     sim_fleet_t fleet;
     sim_run_t run;
     memset(&run, 0, sizeof run);
-    long probe_ms = o.timeout < 10 ? (long)(o.timeout * 1000) : 10000;
+    long probe_ms = o.timeout > 10 ? (long)(o.timeout * 1000) : 10000; /* a start-up check: be patient */
     if (sim_fleet_load(&o, &fleet, probe_ms, err, sizeof err) != 0) {
         rc = fail(err);
         goto out_fleet;

@@ -283,6 +283,17 @@ void sim_run_failed(sim_run_t *r, sim_device_t *d, sim_msg_t *m, sim_fail_t how,
     pump_wait(r);
 }
 
+void sim_run_hidden_attempt(sim_run_t *r, sim_device_t *d, sim_msg_t *m, const char *why)
+{
+    m->attempts++;
+    m->uncertain++;
+    d->n.attempts++;
+    d->n.uncertain++;
+    r->total.attempts++;
+    r->total.uncertain++;
+    sim_tally_add(&r->attempt_errors, why);
+}
+
 void sim_run_device_ready(sim_run_t *r, sim_device_t *d) { kick(r, d); }
 
 void sim_run_device_dead(sim_run_t *r, sim_device_t *d, const char *why)

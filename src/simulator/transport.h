@@ -56,6 +56,9 @@ void sim_run_acked(sim_run_t *run, sim_device_t *d, sim_msg_t *m);
 /* m's attempt ended without an acknowledgement; why is a short label for the summary
  * ("HTTP 429", "CONNACK refused (5: not authorized)", "timeout", ...). */
 void sim_run_failed(sim_run_t *run, sim_device_t *d, sim_msg_t *m, sim_fail_t how, const char *why);
+/* m went out once more than the transport asked for (libcurl's own re-send on a dead
+ * keep-alive connection): count an extra attempt, uncertain, with label why. */
+void sim_run_hidden_attempt(sim_run_t *run, sim_device_t *d, sim_msg_t *m, const char *why);
 /* d can start attempts again (connected, or a window freed up). */
 void sim_run_device_ready(sim_run_t *run, sim_device_t *d);
 /* d is refused for good (e.g. CONNACK 4/5): everything it holds or will take fails with why. */

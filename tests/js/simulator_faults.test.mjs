@@ -128,6 +128,21 @@ test('http: connections dropped without an answer are retried and reported uncer
   assertStoredMatches(r.json);
 });
 
+test('http: a hub that stores, then dies before answering: the re-sent copy is reported uncertain (libcurl re-sends on its own too)', async () => {
+  reset({ httpStoreThenDestroy: (n) => n % 5 === 0 });
+  const r = await runSimulator([...deviceArgs(['sim-a']), ...target('http'), '--transport', 'http', '--count', '20',
+    '--interval', '0.01', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = r.json;
+  assert.equal(j.acknowledged, 20);
+  const ids = hub.storedIds('sim-a');
+  const dup = [...new Set(ids.filter((m, i) => ids.indexOf(m) !== i))];
+  assert.ok(dup.length >= 3, `stored: ${ids}`);
+  for (const m of dup) assert.ok(j.devices['sim-a'].uncertainIds.includes(m), `${m} stored twice, not reported uncertain`);
+  assertStoredMatches(j, { allowDuplicates: true });
+  assert.equal(j.retries, Object.values(j.errors).reduce((a, b) => a + b, 0));
+});
+
 test('mqtt: a hub dropping connections mid-stream: reconnect, resend, nothing lost', async () => {
   reset({ mqttDropPublish: (n) => n % 25 === 0 });
   const r = await runSimulator([...deviceArgs(), ...target('mqtt'), '--count', '60', '--interval', '0.005', '--json']);
@@ -211,8 +226,9 @@ test('token renewal: with --token-ttl 10, a 25 s run over both transports loses 
 
 test('Ctrl-C: the first stops taking readings and delivers what was taken; exit 0 when nothing was lost', async () => {
   reset();
-  const r = await runSimulator([...deviceArgs(), ...target('mqtt'), '--interval', '0.01', '--json'], {
-    signals: [{ afterMs: 1500, signal: 'SIGINT' }],
+  // Interrupt once it has been sending for a while (a progress line with more than 20 sent).
+  const r = await runSimulator([...deviceArgs(), ...target('mqtt'), '--interval', '0.01', '--json', '--progress', '0.2'], {
+    signalWhen: { test: (err) => [...err.matchAll(/ sent (\d+) /g)].some((m) => Number(m[1]) > 20), signal: 'SIGINT' },
   });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.json.interrupted, true);

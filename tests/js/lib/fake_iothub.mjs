@@ -63,6 +63,8 @@ export function checkSas(token, deviceId, key, nowS = Math.floor(Date.now() / 10
  * returned object's `faults`:
  *   httpStatus(req, n) -> status or 0   status to answer instead of storing (n = request number)
  *   httpDestroy(n)     -> bool          drop the connection without an answer (after reading)
+ *   httpStoreThenDestroy(n) -> bool     store the message, then drop the connection unanswered
+ *                                       (a hub that crashed between its write and its 204)
  *   mqttConnack(id)    -> code or 0     CONNACK return code for a CONNECT
  *   mqttDropPublish(n) -> bool          close the connection instead of PUBACKing publish n
  *   mqttIgnorePublish(n) -> bool        store it but never PUBACK
@@ -115,6 +117,7 @@ export async function startFakeHub(devices, faults = {}) {
       const props = {};
       for (const [k, v] of Object.entries(req.headers)) if (k.startsWith('iothub-app-')) props[k.slice(11)] = v;
       store(deviceId, req.headers['iothub-messageid'], Buffer.concat(chunks).toString(), props, 'http');
+      if (state.faults.httpStoreThenDestroy?.(n)) { req.socket.destroy(); return; }
       res.writeHead(204);
       res.end();
     });

@@ -7,10 +7,11 @@ export const simulatorBin = process.env.SIMULATOR_BIN || path.join(repoRoot, 'si
 
 /**
  * Run the simulator with args. Options: signals [{afterMs, signal}] sent while it runs,
+ * signalWhen {test(stderr) -> bool, signal} sent once when its test first passes,
  * onStderr(text) called as stderr grows, timeoutMs (SIGKILL after, default 120 s), env.
  * Resolves {code, signal, stdout, stderr, json}.
  */
-export function runSimulator(args, { signals = [], timeoutMs = 120000, env = {}, onStderr } = {}) {
+export function runSimulator(args, { signals = [], signalWhen, timeoutMs = 120000, env = {}, onStderr } = {}) {
   const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
   const cmd = wrapper.length ? wrapper[0] : simulatorBin;
   const argv = wrapper.length ? [...wrapper.slice(1), simulatorBin, ...args] : args;
@@ -18,7 +19,15 @@ export function runSimulator(args, { signals = [], timeoutMs = 120000, env = {},
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d) => { stdout += d; });
-  proc.stderr.on('data', (d) => { stderr += d; onStderr?.(stderr); });
+  let signalled = false;
+  proc.stderr.on('data', (d) => {
+    stderr += d;
+    onStderr?.(stderr);
+    if (signalWhen && !signalled && signalWhen.test(stderr)) {
+      signalled = true;
+      proc.kill(signalWhen.signal ?? 'SIGINT');
+    }
+  });
   const timers = signals.map(({ afterMs, signal = 'SIGINT' }) => setTimeout(() => proc.kill(signal), afterMs));
   const killer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
   return new Promise((resolve) => {
