@@ -2,8 +2,8 @@
 // (lib/fake_iothub.mjs: HTTP and MQTT 3.1.1 over TLS, SAS checked with Node's crypto), for
 // what the real local hub does not do on demand: 429 and 5xx answers, dropped connections,
 // lost PUBACKs, refused CONNACKs. Every case checks, message id by message id, that what the
-// simulator reports matches what the hub stored. The same runs against devhost itself are in
-// simulator_devhost.test.mjs.
+// simulator reports matches what the hub stored. Runs against the local IoT Hub itself are in
+// simulator_iothub.test.mjs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startFakeHub, connectionString, newKey, HUB } from './lib/fake_iothub.mjs';
