@@ -1,4 +1,4 @@
-# Enviromon build. `make` builds ./handler, ./devhost and the dashboard's vendor/ folder; `make test` installs dependencies, builds and
+# Enviromon build. `make` builds ./handler, ./devhost, ./simulator and the dashboard's vendor/ folder; `make test` installs dependencies, builds and
 # runs every test; `make asan` runs the same tests under AddressSanitizer + UBSan.
 # `make package` builds dist/enviromon.zip for Azure (a handler that runs on the Functions
 # Linux images), `make check-package` proves it there, `make publish APP=...` deploys it
