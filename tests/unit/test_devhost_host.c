@@ -130,6 +130,17 @@ static void test_retry(void **st)
     assert_int_equal(dh_timespan_ms("-00:00:01", &ms), -1);
     assert_int_equal(dh_timespan_ms("00:61:00", &ms), -1);
     assert_int_equal(dh_timespan_ms("ten", &ms), -1);
+    /* the forms host.json's maxWaitTime and function.json's retry intervals come in */
+    struct { const char *s; int64_t ms; } ok[] = {
+        {"00:05:00", 300000}, {"00:00:02.5", 2500}, {"1:02:03:04", 93784000}, {"00:00:00.1234567", 123},
+        {"23:59:59", 86399000}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        assert_int_equal(dh_timespan_ms(ok[i].s, &ms), 0);
+        if (ms != ok[i].ms) fail_msg("%s: %lld, want %lld", ok[i].s, (long long)ms, (long long)ok[i].ms);
+    }
+    const char *bad_spans[] = {"", "24:00:00", "00:00:10.12345678", "00:00:10.", "1.02:03:04:05", "00:00:60", NULL};
+    for (int i = 0; bad_spans[i]; i++)
+        if (dh_timespan_ms(bad_spans[i], &ms) == 0) fail_msg("accepted %s", bad_spans[i]);
 
     dh_retry_t r;
     char err[300];
@@ -145,6 +156,10 @@ static void test_retry(void **st)
     assert_int_equal(dh_retry_delay_ms(&r, 3, 0.999999), 2000 + 4799);  /* min + ~1.2 * 2^1 * min */
     assert_int_equal(dh_retry_delay_ms(&r, 12, 0.5), 300000);           /* capped */
     assert_int_equal(dh_retry_delay_ms(&r, 1000, 0.5), 300000);
+    /* the WebJobs SDK's sequence with the randomisation factor at 1.0 */
+    const int64_t want[] = {2000, 4000, 6000, 10000, 18000, 34000, 66000, 130000, 258000, 300000, 300000};
+    for (int i = 0; i < (int)(sizeof want / sizeof want[0]); i++)
+        if (dh_retry_delay_ms(&r, i + 1, 0.5) != want[i]) fail_msg("retry %d: want %lld", i + 1, (long long)want[i]);
 
     j = js("{\"strategy\":\"FixedDelay\",\"maxRetryCount\":2,\"delayInterval\":\"00:00:05\"}");
     assert_int_equal(dh_retry_parse(j, "F", &r, err, sizeof err), 0);

@@ -552,46 +552,7 @@ static void test_hub_open_and_auth(void **state)
     assert_int_equal(iothub_registry_regenerate(dir, "dev1", 0, &r, err, sizeof err), IOTHUB_REG_OK);
     assert_int_equal(iothub_authenticate(h, "dev1", tok, strlen(tok), "devices/dev1", &a, err, sizeof err), IOTHUB_E_UNAUTHORIZED);
 
-    /* MQTT CONNECT */
-    assert_int_equal(iothub_mqtt_connect(h, "dev1", "enviromon.azure-devices.net/dev1/?api-version=2021-04-12&DeviceClientType=x",
-                                         sec, strlen(sec), &a, err, sizeof err), IOTHUB_OK);
-    assert_int_equal(iothub_mqtt_connect(h, "dev1", "enviromon.azure-devices.net/dev1/api-version=2016-11-14", sec,
-                                         strlen(sec), &a, err, sizeof err), IOTHUB_OK);
-    assert_int_equal(iothub_mqtt_connect(h, "dev1", "enviromon.azure-devices.net/dev2/?api-version=1", sec, strlen(sec), &a,
-                                         err, sizeof err), IOTHUB_E_BAD_REQUEST);
-    assert_int_equal(iothub_mqtt_connect(h, "dev1", "enviromon.azure-devices.net/dev1/mod1/?api-version=1", sec, strlen(sec),
-                                         &a, err, sizeof err), IOTHUB_E_BAD_REQUEST);
-    assert_int_equal(iothub_mqtt_connect(h, "dev1", "enviromon.azure-devices.net/dev1/", "x", 1, &a, err, sizeof err),
-                     IOTHUB_E_UNAUTHORIZED);
     iothub_close(h);
-}
-
-static void test_mqtt_topic(void **state)
-{
-    (void)state;
-    char work[256], err[256];
-    iothub_prop_t props[IOTHUB_MAX_PROPS];
-    iothub_msg_t m;
-    const char *t = "devices/dev1/messages/events/%24.mid=m%201&%24.ct=application%2Fjson&temperatureAlert=true&a%26b=c%3Dd&%24.to=x";
-    assert_int_equal(iothub_mqtt_topic_parse(t, "dev1", work, props, &m, err, sizeof err), IOTHUB_OK);
-    assert_string_equal(m.message_id, "m 1");
-    assert_string_equal(m.content_type, "application/json");
-    assert_int_equal(m.n_props, 2);
-    assert_string_equal(props[0].name, "temperatureAlert");
-    assert_string_equal(props[1].name, "a&b");
-    assert_string_equal(props[1].value, "c=d");
-    assert_int_equal(iothub_mqtt_topic_parse("devices/dev1/messages/events/", "dev1", work, props, &m, err, sizeof err), IOTHUB_OK);
-    assert_int_equal(m.n_props, 0);
-    assert_int_equal(iothub_mqtt_topic_parse("devices/dev2/messages/events/", "dev1", work, props, &m, err, sizeof err),
-                     IOTHUB_E_UNAUTHORIZED);
-    assert_int_equal(iothub_mqtt_topic_parse("devices/dev10/messages/events/", "dev1", work, props, &m, err, sizeof err),
-                     IOTHUB_E_UNAUTHORIZED);
-    assert_int_equal(iothub_mqtt_topic_parse("devices/dev1/messages/eventsX", "dev1", work, props, &m, err, sizeof err),
-                     IOTHUB_E_BAD_REQUEST);
-    assert_int_equal(iothub_mqtt_topic_parse("devices/dev1/messages/events/a=%0", "dev1", work, props, &m, err, sizeof err),
-                     IOTHUB_E_BAD_REQUEST);
-    assert_int_equal(iothub_mqtt_topic_parse("devices/dev1/messages/events/a=%00", "dev1", work, props, &m, err, sizeof err),
-                     IOTHUB_E_BAD_REQUEST);
 }
 
 /* A fake HTTP request: headers and query as NULL-terminated name/value lists. */
@@ -766,7 +727,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plog_parse_robust, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_checkpoints, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_hub_open_and_auth, mk_dir, rm_dir),
-        cmocka_unit_test(test_mqtt_topic),
         cmocka_unit_test_setup_teardown(test_d2c, mk_dir, rm_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

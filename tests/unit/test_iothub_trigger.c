@@ -1,5 +1,6 @@
-/* Unit tests: the Event Hubs trigger of the local IoT Hub — settings (TimeSpan, host.json
- * batching, function.json retry and its delays), the invocation's wire form (checked field by
+/* Unit tests: the Event Hubs trigger of the local IoT Hub — settings (host.json batching; the
+ * retry policy and its delays are devhost/host/retry.h's, tested in test_devhost_host.c), the
+ * invocation's wire form (checked field by
  * field and fed to the handler's own batch decoder), and the runtime (batching, order,
  * checkpoints, retry with RetryContext, skip after the policy, stop and redelivery, compaction)
  * with a recording invoke callback. */
@@ -50,26 +51,7 @@ static cJSON *parse(const char *s)
 
 /* ---- settings ------------------------------------------------------------------------------ */
 
-static void test_timespan(void **state)
-{
-    (void)state;
-    long ms;
-    struct { const char *s; long ms; } ok[] = {
-        {"00:00:10", 10000}, {"00:05:00", 300000}, {"00:00:00.80", 800}, {"00:00:02.5", 2500},
-        {"1.02:03:04", 93784000}, {"1:02:03:04", 93784000}, {"00:00:00.1234567", 123}, {"23:59:59", 86399000}};
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-        assert_int_equal(iothub_timespan_ms(ok[i].s, &ms), 0);
-        if (ms != ok[i].ms) fail_msg("%s: %ld, want %ld", ok[i].s, ms, ok[i].ms);
-    }
-    const char *bad[] = {"", "10", "00:60:00", "24:00:00", "abc", "00:00:10.12345678", "00:00:10.", "-00:00:01",
-                         NULL};
-    for (int i = 0; bad[i]; i++)
-        if (iothub_timespan_ms(bad[i], &ms) == 0) fail_msg("accepted %s", bad[i]);
-    assert_int_equal(iothub_timespan_ms("00:01", &ms), 0);   /* hh:mm is a TimeSpan too */
-    assert_int_equal(ms, 60000);
-}
-
-static void test_batching_and_retry_settings(void **state)
+static void test_batching_settings(void **state)
 {
     (void)state;
     iothub_eh_batching_t b;
@@ -99,58 +81,6 @@ static void test_batching_and_retry_settings(void **state)
         cJSON_Delete(j);
     }
 
-    iothub_eh_retry_t r;
-    assert_int_equal(iothub_eh_retry_from_json(NULL, &r, err, sizeof err), 0);
-    assert_int_equal(r.strategy, IOTHUB_RETRY_NONE);
-    /* EventTrigger/function.json's policy */
-    j = parse("{\"strategy\":\"exponentialBackoff\",\"maxRetryCount\":-1,\"minimumInterval\":\"00:00:02\","
-              "\"maximumInterval\":\"00:05:00\"}");
-    assert_int_equal(iothub_eh_retry_from_json(j, &r, err, sizeof err), 0);
-    assert_int_equal(r.strategy, IOTHUB_RETRY_EXPONENTIAL);
-    assert_int_equal(r.max_retry_count, -1);
-    assert_int_equal(r.min_ms, 2000);
-    assert_int_equal(r.max_ms, 300000);
-    cJSON_Delete(j);
-    j = parse("{\"strategy\":\"fixedDelay\",\"maxRetryCount\":4,\"delayInterval\":\"00:00:10\"}");
-    assert_int_equal(iothub_eh_retry_from_json(j, &r, err, sizeof err), 0);
-    assert_int_equal(r.strategy, IOTHUB_RETRY_FIXED);
-    assert_int_equal(r.delay_ms, 10000);
-    cJSON_Delete(j);
-    const char *rbad[] = {"{\"strategy\":\"fixedDelay\",\"delayInterval\":\"00:00:10\"}",
-                          "{\"strategy\":\"fixedDelay\",\"maxRetryCount\":4}",
-                          "{\"strategy\":\"linear\",\"maxRetryCount\":4}",
-                          "{\"strategy\":\"exponentialBackoff\",\"maxRetryCount\":4,\"minimumInterval\":\"00:01:00\",\"maximumInterval\":\"00:00:10\"}",
-                          "{\"maxRetryCount\":4}", "{\"strategy\":\"fixedDelay\",\"maxRetryCount\":-2,\"delayInterval\":\"00:00:10\"}",
-                          NULL};
-    for (int i = 0; rbad[i]; i++) {
-        j = parse(rbad[i]);
-        if (iothub_eh_retry_from_json(j, &r, err, sizeof err) == 0) fail_msg("accepted %s", rbad[i]);
-        cJSON_Delete(j);
-    }
-}
-
-static void test_retry_delays(void **state)
-{
-    (void)state;
-    iothub_eh_retry_t fixed = {IOTHUB_RETRY_FIXED, 3, 10000, 0, 0};
-    iothub_retry_state_t st = {0, 0};
-    for (int i = 0; i < 3; i++) assert_int_equal(iothub_retry_delay_ms(&fixed, &st, 0.3), 10000);
-    /* the WebJobs SDK's randomized exponential backoff with r = 1.0 (rand01 = 0.5) */
-    iothub_eh_retry_t ex = {IOTHUB_RETRY_EXPONENTIAL, -1, 0, 2000, 300000};
-    memset(&st, 0, sizeof st);
-    long want[] = {2000, 4000, 6000, 10000, 18000, 34000, 66000, 130000, 258000, 300000, 300000};
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        long d = iothub_retry_delay_ms(&ex, &st, 0.5);
-        if (d != want[i]) fail_msg("delay %zu: %ld, want %ld", i, d, want[i]);
-    }
-    /* randomisation stays within +-20% of the increment */
-    memset(&st, 0, sizeof st);
-    iothub_retry_delay_ms(&ex, &st, 0.0);
-    assert_int_equal(iothub_retry_delay_ms(&ex, &st, 0.0), 2000 + 1600);
-    memset(&st, 0, sizeof st);
-    iothub_retry_delay_ms(&ex, &st, 0.999999);
-    long hi = iothub_retry_delay_ms(&ex, &st, 0.999999);
-    assert_true(hi >= 4399 && hi <= 4400);
 }
 
 /* ---- wire form ---------------------------------------------------------------------------- */
@@ -368,6 +298,7 @@ typedef struct recorder {
     int             ncalls;
     int             fail_first;     /* fail this many calls */
     int             fail_always;
+    int             cancel;         /* answer IOTHUB_EH_CANCELLED (the host is stopping) */
 } recorder_t;
 
 static int record_invoke(void *arg, const char *function, cJSON *data, cJSON *meta, char *err, size_t errlen)
@@ -395,8 +326,12 @@ static int record_invoke(void *arg, const char *function, cJSON *data, cJSON *me
     pthread_mutex_lock(&r->lock);
     int idx = r->ncalls;
     if (r->ncalls < 512) r->calls[r->ncalls++] = c;
-    int fail = r->fail_always || idx < r->fail_first;
+    int fail = r->fail_always || idx < r->fail_first, cancel = r->cancel;
     pthread_mutex_unlock(&r->lock);
+    if (cancel) {
+        snprintf(err, errlen, "devhost is stopping (test)");
+        return IOTHUB_EH_CANCELLED;
+    }
     if (fail) snprintf(err, errlen, "handler answered 500 (test)");
     return fail ? -1 : 0;
 }
@@ -478,7 +413,7 @@ static void test_trigger_delivers_in_order(void **state)
     iothub_t *h = hub(0, err, sizeof err);
     iothub_auth_t a1 = device(h, "dev1"), a2 = device(h, "dev2"), a3 = device(h, "dev3");
     send_n(h, &a1, 7);   /* before the trigger starts: read from the start of the log */
-    static recorder_t r = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0};
+    static recorder_t r = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0, 0};
     memset(r.calls, 0, sizeof r.calls);
     r.ncalls = 0;
     iothub_eh_opts_t o = opts(&r, 3);
@@ -539,14 +474,14 @@ static void test_trigger_retry_policy(void **state)
     iothub_t *h = hub(0, err, sizeof err);
     iothub_auth_t a = device(h, "dev1");
     int p = iothub_partition_of("dev1", 4);
-    static recorder_t r = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0};
+    static recorder_t r = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0, 0};
 
     /* fails twice, then succeeds: RetryContext 0 (Exception null), 1, 2; one checkpoint */
     r.ncalls = 0;
     r.fail_first = 2;
     r.fail_always = 0;
     iothub_eh_opts_t o = opts(&r, 100);
-    o.retry = (iothub_eh_retry_t){IOTHUB_RETRY_FIXED, 5, 10, 0, 0};
+    o.retry = (dh_retry_t){DH_RETRY_FIXED, 5, 10, 0, 0};
     send_n(h, &a, 4);
     iothub_eh_t *t = iothub_eh_start(h, &o, err, sizeof err);
     wait_events(t, 4);
@@ -586,7 +521,7 @@ static void test_trigger_retry_policy(void **state)
     /* no retry policy: skipped at once, no RetryContext */
     r.ncalls = 0;
     r.fail_first = 1;
-    o.retry = (iothub_eh_retry_t){IOTHUB_RETRY_NONE, 0, 0, 0, 0};
+    o.retry = (dh_retry_t){DH_RETRY_NONE, 0, 0, 0, 0};
     send_n(h, &a, 1);
     t = iothub_eh_start(h, &o, err, sizeof err);
     wait_events(t, 1);
@@ -599,7 +534,7 @@ static void test_trigger_retry_policy(void **state)
     r.ncalls = 0;
     r.fail_first = 0;
     r.fail_always = 1;
-    o.retry = (iothub_eh_retry_t){IOTHUB_RETRY_EXPONENTIAL, -1, 0, 5, 20};
+    o.retry = (dh_retry_t){DH_RETRY_EXPONENTIAL, -1, 0, 5, 20};
     send_n(h, &a, 2);
     t = iothub_eh_start(h, &o, err, sizeof err);
     for (int i = 0; i < 2000; i++) {
@@ -623,6 +558,34 @@ static void test_trigger_retry_policy(void **state)
     assert_int_equal(r.calls[0].seqs[0], 8);
     assert_int_equal(r.calls[0].retry_count, 0);     /* the count restarts, as on a new host instance */
     assert_int_equal(checkpoint_of(h, "$Default", p), 10);
+
+    /* an invocation cancelled because the host stops: neither retried nor skipped, even without a
+     * retry policy; no checkpoint, and the next start delivers the batch */
+    r.ncalls = 0;
+    r.cancel = 1;
+    o.retry = (dh_retry_t){DH_RETRY_NONE, 0, 0, 0, 0};
+    send_n(h, &a, 1);
+    t = iothub_eh_start(h, &o, err, sizeof err);
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&r.lock);
+        int n = r.ncalls;
+        pthread_mutex_unlock(&r.lock);
+        if (n >= 1) break;
+        usleep(5000);
+    }
+    iothub_eh_stats(t, &s);
+    assert_int_equal(s.failed, 0);
+    assert_int_equal(s.retries, 0);
+    iothub_eh_stop(t);
+    assert_int_equal(r.ncalls, 1);
+    assert_int_equal(checkpoint_of(h, "$Default", p), 10);
+    r.ncalls = 0;
+    r.cancel = 0;
+    t = iothub_eh_start(h, &o, err, sizeof err);
+    wait_events(t, 1);
+    iothub_eh_stop(t);
+    assert_int_equal(r.calls[0].seqs[0], 10);
+    assert_int_equal(checkpoint_of(h, "$Default", p), 11);
     iothub_close(h);
 }
 
@@ -632,7 +595,7 @@ static void test_trigger_single_and_min_batch(void **state)
     char err[512];
     iothub_t *h = hub(0, err, sizeof err);
     iothub_auth_t a = device(h, "dev1");
-    static recorder_t r = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0};
+    static recorder_t r = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0, 0};
     r.ncalls = 0;
     iothub_eh_opts_t o = opts(&r, 10);
     o.wire.many = 0;
@@ -677,16 +640,16 @@ static void test_trigger_compaction(void **state)
     assert_true(before > 3);
     /* no consumer group yet: nothing may go */
     assert_int_equal(iothub_compact_now(h), 0);
-    static recorder_t r = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0};
+    static recorder_t r = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0, 0};
     r.ncalls = 0;
     iothub_eh_opts_t o = opts(&r, 100);
     iothub_eh_t *t = iothub_eh_start(h, &o, err, sizeof err);
     /* a second consumer group that has read nothing holds everything back */
     iothub_eh_opts_t o2 = opts(&r, 100);
     o2.wire.consumer_group = "slow";
-    static recorder_t r2 = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 1};
+    static recorder_t r2 = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 1, 0};
     o2.invoke_arg = &r2;
-    o2.retry = (iothub_eh_retry_t){IOTHUB_RETRY_FIXED, -1, 0, 0, 0};
+    o2.retry = (dh_retry_t){DH_RETRY_FIXED, -1, 0, 0, 0};
     o2.retry.delay_ms = 50;
     iothub_eh_t *t2 = iothub_eh_start(h, &o2, err, sizeof err);
     wait_events(t, 40);
@@ -706,9 +669,7 @@ static void test_trigger_compaction(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_timespan),
-        cmocka_unit_test(test_batching_and_retry_settings),
-        cmocka_unit_test(test_retry_delays),
+        cmocka_unit_test(test_batching_settings),
         cmocka_unit_test(test_wire_many),
         cmocka_unit_test(test_wire_bodies),
         cmocka_unit_test_setup_teardown(test_trigger_delivers_in_order, mk_dir, rm_dir),

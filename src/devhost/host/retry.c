@@ -45,6 +45,14 @@ int dh_timespan_ms(const char *s, int64_t *out)
         p++;
         if (!(n = read_uint(p, 2, &sec))) return -1;
         p += n;
+        if (*p == ':' && days == 0 && s[strspn(s, "0123456789")] == ':') { /* d:hh:mm:ss, as .NET reads it */
+            days = h;
+            h = m;
+            m = sec;
+            p++;
+            if (!(n = read_uint(p, 2, &sec))) return -1;
+            p += n;
+        }
         if (*p == '.') {                                 /* fraction: up to 7 digits */
             p++;
             int64_t frac;

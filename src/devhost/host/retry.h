@@ -34,8 +34,8 @@ typedef struct dh_retry {
  * required" (the host refuses such a policy at start-up too). */
 int dh_retry_parse(const struct cJSON *retry, const char *shown, dh_retry_t *out, char *err, size_t errlen);
 
-/* Parse a .NET TimeSpan string ("00:00:10", "1.02:03:04", "00:00:00.80", "10" = 10 days as
- * .NET reads a bare number) into milliseconds. Returns 0, or -1 when malformed or negative. */
+/* Parse a .NET TimeSpan string ("00:00:10", "1.02:03:04", "1:02:03:04", "00:00:00.80", "10" =
+ * 10 days as .NET reads a bare number; at most 7 fraction digits) into milliseconds. Returns 0, or -1 when malformed or negative. */
 int dh_timespan_ms(const char *s, int64_t *out);
 
 /* 1 when another attempt is allowed after `retries_done` retries (0 after the first failure). */

@@ -19,61 +19,7 @@
 
 #define AUTH_METHOD "{\"scope\":\"device\",\"type\":\"sas\",\"issuer\":\"iothub\",\"acceptingIpFilterRule\":null}"
 
-/* ---- TimeSpan and settings ---------------------------------------------------------------- */
-
-static int num(const char **p, long *out, int maxdigits)
-{
-    long v = 0;
-    int k = 0;
-    while (isdigit((unsigned char)**p) && k < maxdigits) { v = v * 10 + (**p - '0'); (*p)++; k++; }
-    if (k == 0 || isdigit((unsigned char)**p)) return -1;
-    *out = v;
-    return 0;
-}
-
-int iothub_timespan_ms(const char *s, long *ms)
-{
-    if (!s) return -1;
-    const char *p = s;
-    long d = 0, h, m, sec = 0, frac_ms = 0;
-    long first;
-    if (num(&p, &first, 8) != 0) return -1;
-    if (*p == '.') {            /* d.hh:mm:ss */
-        p++;
-        d = first;
-        if (num(&p, &h, 2) != 0) return -1;
-    } else if (*p == ':') {
-        h = first;
-    } else {
-        return -1;
-    }
-    if (*p++ != ':' || num(&p, &m, 2) != 0) return -1;
-    if (*p == ':') {
-        p++;
-        if (num(&p, &sec, 2) != 0) return -1;
-        if (*p == ':' && d == 0) {   /* d:hh:mm:ss */
-            d = h; h = m; m = sec;
-            p++;
-            if (num(&p, &sec, 2) != 0) return -1;
-        }
-        if (*p == '.') {
-            p++;
-            int k = 0, digits = 0;
-            long f = 0;
-            while (isdigit((unsigned char)*p)) {
-                if (k < 3) { f = f * 10 + (*p - '0'); k++; }
-                p++;
-                if (++digits > 7) return -1;   /* TimeSpan fractions are at most 7 digits */
-            }
-            if (k == 0) return -1;
-            while (k < 3) { f *= 10; k++; }
-            frac_ms = f;
-        }
-    }
-    if (*p || h > 23 || m > 59 || sec > 59 || d > 10675199) return -1;
-    *ms = ((d * 24 + h) * 60 + m) * 60000L + sec * 1000L + frac_ms;
-    return 0;
-}
+/* ---- settings ---------------------------------------------------------------- */
 
 static const cJSON *item(const cJSON *o, const char *name)
 {
@@ -93,17 +39,16 @@ static int int_opt(const cJSON *o, const char *name, int min, int max, int *out,
     return 0;
 }
 
-static int span_opt(const cJSON *o, const char *name, int required, long *out, char *err, size_t errlen)
+static int span_opt(const cJSON *o, const char *name, long *out, char *err, size_t errlen)
 {
     const cJSON *v = item(o, name);
-    if (!v) {
-        if (required) snprintf(err, errlen, "%s is required (a TimeSpan such as \"00:00:10\")", name);
-        return required ? -1 : 0;
-    }
-    if (!cJSON_IsString(v) || iothub_timespan_ms(v->valuestring, out) != 0) {
+    if (!v) return 0;
+    int64_t ms;
+    if (!cJSON_IsString(v) || dh_timespan_ms(v->valuestring, &ms) != 0) {
         snprintf(err, errlen, "%s must be a TimeSpan such as \"00:00:10\"", name);
         return -1;
     }
+    *out = (long)ms;
     return 0;
 }
 
@@ -123,7 +68,7 @@ int iothub_eh_batching_from_json(const cJSON *eh, iothub_eh_batching_t *out, cha
     if (int_opt(eh, "maxEventBatchSize", 1, 100000, &out->max_batch, err, errlen) ||
         int_opt(eh, "minEventBatchSize", 1, 100000, &out->min_batch, err, errlen) ||
         int_opt(eh, "batchCheckpointFrequency", 1, 1000000, &out->checkpoint_every, err, errlen) ||
-        span_opt(eh, "maxWaitTime", 0, &out->max_wait_ms, err, errlen))
+        span_opt(eh, "maxWaitTime", &out->max_wait_ms, err, errlen))
         return -1;
     if (out->min_batch > out->max_batch) {
         snprintf(err, errlen, "minEventBatchSize (%d) is larger than maxEventBatchSize (%d)", out->min_batch, out->max_batch);
@@ -134,62 +79,6 @@ int iothub_eh_batching_from_json(const cJSON *eh, iothub_eh_batching_t *out, cha
         return -1;
     }
     return 0;
-}
-
-int iothub_eh_retry_from_json(const cJSON *r, iothub_eh_retry_t *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof *out);
-    if (!r) return 0;
-    const cJSON *st = item(r, "strategy");
-    if (!cJSON_IsObject(r) || !cJSON_IsString(st)) {
-        snprintf(err, errlen, "retry needs a strategy (\"fixedDelay\" or \"exponentialBackoff\")");
-        return -1;
-    }
-    const cJSON *mc = item(r, "maxRetryCount");
-    if (!cJSON_IsNumber(mc) || mc->valuedouble != (double)(long long)mc->valuedouble || mc->valuedouble < -1 ||
-        mc->valuedouble > 1000000) {
-        snprintf(err, errlen, "retry.maxRetryCount is required: an integer, -1 to retry forever");
-        return -1;
-    }
-    out->max_retry_count = (int)mc->valuedouble;
-    if (strcasecmp(st->valuestring, "fixedDelay") == 0) {
-        out->strategy = IOTHUB_RETRY_FIXED;
-        return span_opt(r, "delayInterval", 1, &out->delay_ms, err, errlen);
-    }
-    if (strcasecmp(st->valuestring, "exponentialBackoff") == 0) {
-        out->strategy = IOTHUB_RETRY_EXPONENTIAL;
-        if (span_opt(r, "minimumInterval", 1, &out->min_ms, err, errlen) ||
-            span_opt(r, "maximumInterval", 1, &out->max_ms, err, errlen))
-            return -1;
-        if (out->min_ms > out->max_ms) {
-            snprintf(err, errlen, "retry.minimumInterval must not be greater than retry.maximumInterval");
-            return -1;
-        }
-        return 0;
-    }
-    snprintf(err, errlen, "retry.strategy '%.40s' is not fixedDelay or exponentialBackoff", st->valuestring);
-    return -1;
-}
-
-long iothub_retry_delay_ms(const iothub_eh_retry_t *r, iothub_retry_state_t *st, double rand01)
-{
-    if (r->strategy == IOTHUB_RETRY_FIXED) return r->delay_ms;
-    if (r->strategy != IOTHUB_RETRY_EXPONENTIAL) return 0;
-    if (st->current_ms != r->max_ms || st->exponent == 0) {
-        double backoff = (double)r->min_ms;
-        if (st->exponent > 0) {
-            double factor = 0.8 + 0.4 * rand01;
-            double pw = st->exponent - 1 < 60 ? (double)(1ULL << (st->exponent - 1)) : 1e18;
-            backoff += factor * pw * (double)r->min_ms;
-        }
-        if (backoff < (double)r->max_ms) {
-            st->current_ms = (long)backoff;
-            st->exponent++;
-        } else {
-            st->current_ms = r->max_ms;
-        }
-    }
-    return st->current_ms;
 }
 
 /* ---- JSON text helpers -------------------------------------------------------------------- */

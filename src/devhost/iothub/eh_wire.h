@@ -5,8 +5,8 @@
  * (shared/reference/custom-handler-protocol.md §2, iothub-and-local-host.md A3/B3), byte for
  * byte as the host's Newtonsoft serialisation produces them — arrays and strings double-encoded,
  * objects as objects, .NET date formats; the RetryContext; host.json's extensions.eventHubs
- * batching options; function.json's retry policy and its delays (the WebJobs SDK's fixed delay
- * and randomized exponential backoff); .NET TimeSpan strings.
+ * batching options. (function.json's retry policy, its delays and TimeSpan strings are the
+ * host's: devhost/host/retry.h.)
  *
  * Wire form for cardinality "many":
  *   Data.<name>                 string: JSON array of the bodies (dataType string: UTF-8 text,
@@ -40,15 +40,6 @@
 struct cJSON;
 
 typedef enum { IOTHUB_EH_STRING = 0, IOTHUB_EH_BINARY, IOTHUB_EH_OBJECT } iothub_eh_datatype_t;
-typedef enum { IOTHUB_RETRY_NONE = 0, IOTHUB_RETRY_FIXED, IOTHUB_RETRY_EXPONENTIAL } iothub_retry_strategy_t;
-
-/* function.json "retry" */
-typedef struct iothub_eh_retry {
-    iothub_retry_strategy_t strategy;
-    int  max_retry_count;      /* -1 = forever */
-    long delay_ms;             /* fixedDelay: delayInterval */
-    long min_ms, max_ms;       /* exponentialBackoff: minimumInterval, maximumInterval */
-} iothub_eh_retry_t;
 
 /* host.json "extensions.eventHubs" */
 typedef struct iothub_eh_batching {
@@ -70,30 +61,11 @@ typedef struct iothub_eh_wire {
     int                  partition;
 } iothub_eh_wire_t;
 
-/* Parse a .NET TimeSpan ("hh:mm:ss", "hh:mm:ss.fffffff", "d.hh:mm:ss", "d:hh:mm:ss"). Returns
- * 0 with milliseconds in *ms, or -1. */
-int iothub_timespan_ms(const char *s, long *ms);
-
 /* Batching options from host.json's extensions.eventHubs (NULL: defaults). Unknown keys are
  * ignored (they configure the AMQP client the local hub does not have). Returns 0, or -1 with a
  * message naming the key. */
 int iothub_eh_batching_from_json(const struct cJSON *event_hubs, iothub_eh_batching_t *out,
                                  char *err, size_t errlen);
-
-/* A function's retry policy from function.json's "retry" (NULL: none). Rules as the host's:
- * strategy and maxRetryCount required, the strategy's intervals required, min <= max. */
-int iothub_eh_retry_from_json(const struct cJSON *retry, iothub_eh_retry_t *out, char *err, size_t errlen);
-
-/* Backoff state of one retry sequence. */
-typedef struct iothub_retry_state {
-    long     current_ms;
-    unsigned exponent;
-} iothub_retry_state_t;
-
-/* Delay before the next attempt (the WebJobs SDK's rules: fixed; or exponential starting at the
- * minimum, then minimum + 2^(k-1) * minimum * r, r uniform in [0.8, 1.2), capped at the maximum).
- * rand01 is a number in [0, 1) (tests pass fixed values). */
-long iothub_retry_delay_ms(const iothub_eh_retry_t *r, iothub_retry_state_t *st, double rand01);
 
 /* Build Data and Metadata for recs[0..n) (n >= 1; n == 1 for cardinality one). The caller owns
  * *data and *metadata. Returns 0; 1 when the binding fails (dataType omitted and a body is not

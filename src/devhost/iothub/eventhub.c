@@ -120,10 +120,9 @@ typedef enum { GROUP_DONE = 0, GROUP_STOPPED } group_result_t;
 static group_result_t run_group(ehp_t *e, const iothub_plog_rec_t *recs, size_t n)
 {
     struct iothub_eh *t = e->t;
-    const iothub_eh_retry_t *rp = &t->o.retry;
+    const dh_retry_t *rp = &t->o.retry;
     iothub_eh_wire_t w = t->o.wire;
     w.partition = e->p;
-    iothub_retry_state_t rs = {0, 0};
     char prev[512] = "", err[512];
     int attempt = 0;
     for (;;) {
@@ -138,12 +137,14 @@ static group_result_t run_group(ehp_t *e, const iothub_plog_rec_t *recs, size_t 
             pthread_mutex_unlock(&t->lock);
             return GROUP_DONE;
         }
-        int ok = 0;
+        int ok = 0, cancelled = 0;
         if (rc == 0) {
-            if (rp->strategy != IOTHUB_RETRY_NONE)
+            if (rp->kind != DH_RETRY_NONE)
                 iothub_eh_retry_context(meta, attempt, rp->max_retry_count, t->function, attempt ? prev : NULL);
             err[0] = '\0';
-            ok = t->o.invoke(t->o.invoke_arg, t->function, data, meta, err, sizeof err) == 0;
+            int ir = t->o.invoke(t->o.invoke_arg, t->function, data, meta, err, sizeof err);
+            ok = ir == 0;
+            cancelled = ir == IOTHUB_EH_CANCELLED;
             if (!ok && !err[0]) snprintf(err, sizeof err, "the invocation failed");
         }
         cJSON_Delete(data);
@@ -153,7 +154,10 @@ static group_result_t run_group(ehp_t *e, const iothub_plog_rec_t *recs, size_t 
         if (ok) { e->delivered += n; e->retrying = 0; }
         pthread_mutex_unlock(&t->lock);
         if (ok) return GROUP_DONE;
-        if (rp->strategy == IOTHUB_RETRY_NONE || (rp->max_retry_count != -1 && attempt >= rp->max_retry_count)) {
+        /* failed because devhost is stopping (the invocation was aborted): no checkpoint, as the
+         * host writes none after cancellation; the next start delivers the batch again */
+        if (cancelled || stopping(t)) return GROUP_STOPPED;
+        if (!dh_retry_should_retry(rp, attempt)) {
             log_error(NULL, "%s: partition %d: events %" PRId64 "..%" PRId64 " skipped after %d attempt(s): %s "
                       "(the Functions host checkpoints a failed batch once its retry policy completes)",
                       t->function, e->p, recs[0].seq, recs[n - 1].seq, attempt + 1, err);
@@ -164,7 +168,7 @@ static group_result_t run_group(ehp_t *e, const iothub_plog_rec_t *recs, size_t 
             return GROUP_DONE;
         }
         attempt++;
-        long delay = iothub_retry_delay_ms(rp, &rs, rand01());
+        long delay = (long)dh_retry_delay_ms(rp, attempt, rand01());
         char of[32] = "";
         if (rp->max_retry_count != -1) snprintf(of, sizeof of, " of %d", rp->max_retry_count);
         log_warn(NULL, "%s: partition %d: invocation for events %" PRId64 "..%" PRId64 " failed: %s; retry %d%s in "

@@ -11,11 +11,13 @@
  * checkpoint advances only when the retry policy completes — after a success, or after the
  * last retry failed (the batch is then skipped with an error line: Event Hubs has no
  * poison-message queue). Without a retry policy a failed batch is skipped at once. Stopping in
- * the middle of a retry writes no checkpoint for that batch, so it is delivered again on the
- * next start; batches already processed are checkpointed on stop.
+ * the middle of a retry, or an invocation that fails because devhost is stopping, writes no
+ * checkpoint for that batch (the host writes none after cancellation), so it is delivered again
+ * on the next start; batches already processed are checkpointed on stop.
  *
  * Plugging in: the host resolves the binding (`%Setting%` in eventHubName and consumerGroup),
- * parses host.json / function.json with the helpers in eh_wire.h, and passes an invoke callback
+ * parses host.json's batching options (eh_wire.h) and function.json's retry (retry.h), and
+ * passes an invoke callback
  * that sends {"Data":data,"Metadata":metadata} to the handler, delivers the outputs (e.g.
  * signalRMessages) and answers success (0) or failure (-1 with a reason). Metadata arrives
  * complete (sys included); the callback may add to it but keeps no pointer after returning. */
@@ -25,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devhost/host/retry.h"
 #include "devhost/iothub/eh_wire.h"
 #include "devhost/iothub/hub.h"
 #include "util/buf.h"
@@ -32,7 +35,10 @@
 struct cJSON;
 
 /* Invoke the function once. Called from a partition's thread (up to one call per partition at
- * a time). Returns 0 on success, -1 on failure with a reason in err. */
+ * a time). Returns 0 on success, -1 on failure with a reason in err, or IOTHUB_EH_CANCELLED when
+ * it failed because the host is stopping (the batch is then neither retried nor checkpointed,
+ * and the next start delivers it again). */
+#define IOTHUB_EH_CANCELLED (-2)
 typedef int (*iothub_eh_invoke_fn)(void *arg, const char *function, struct cJSON *data,
                                    struct cJSON *metadata, char *err, size_t errlen);
 
@@ -41,7 +47,8 @@ typedef struct iothub_eh_opts {
                                       * (NULL: "$Default"), ns (NULL: iothub_eh_namespace);
                                       * partition is set per reader */
     iothub_eh_batching_t batching;   /* iothub_eh_batching_from_json */
-    iothub_eh_retry_t    retry;      /* iothub_eh_retry_from_json */
+    dh_retry_t           retry;      /* the function's policy (devhost/host/retry.h; fn->retry in
+                                      * devhost start) */
     iothub_eh_invoke_fn  invoke;
     void                *invoke_arg;
     int                  poll_ms;    /* reader wake-up period (stop latency), 0 = 200 */

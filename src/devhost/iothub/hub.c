@@ -330,34 +330,6 @@ iothub_status_t iothub_authenticate(iothub_t *h, const char *device_id, const ch
     return IOTHUB_OK;
 }
 
-iothub_status_t iothub_mqtt_connect(iothub_t *h, const char *client_id, const char *username,
-                                    const char *password, size_t password_len, iothub_auth_t *out,
-                                    char *err, size_t errlen)
-{
-    if (!client_id || !username || !password) {
-        snprintf(err, errlen, "IoT Hub needs a client id (the device id), a username and a SAS token password");
-        return IOTHUB_E_BAD_REQUEST;
-    }
-    /* "{host}/{deviceId}/?api-version=..." or "{host}/{deviceId}/api-version=..." */
-    size_t hl = strlen(h->host), il = strlen(client_id);
-    const char *p = username;
-    if (strncasecmp(p, h->host, hl) != 0 || p[hl] != '/' || strncmp(p + hl + 1, client_id, il) != 0 ||
-        p[hl + 1 + il] != '/') {
-        snprintf(err, errlen, "MQTT username must be '%s/%s/?api-version=...' (client id = device id)", h->host,
-                 client_id);
-        return IOTHUB_E_BAD_REQUEST;
-    }
-    const char *rest = p + hl + 1 + il + 1;
-    if (*rest && *rest != '?' && strncmp(rest, "api-version=", 12) != 0) {
-        snprintf(err, errlen, "MQTT username names a module or an unknown path after the device id; "
-                 "the local hub supports device identities only");
-        return IOTHUB_E_BAD_REQUEST;
-    }
-    char path[IOTHUB_DEVICE_ID_MAX + 16];
-    snprintf(path, sizeof path, "devices/%s", client_id);
-    return iothub_authenticate(h, client_id, password, password_len, path, out, err, errlen);
-}
-
 /* ---- sending ----------------------------------------------------------------------------- */
 
 typedef struct send_ctx {
@@ -492,89 +464,6 @@ iothub_status_t iothub_send_wait(iothub_t *h, const iothub_auth_t *dev, const io
     pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&w.lock);
     return st;
-}
-
-/* ---- MQTT topic property bag ------------------------------------------------------------- */
-
-static int hexv(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* In-place percent-decoding; refuses bad escapes and NUL. */
-static int decode_in_place(char *s)
-{
-    char *o = s;
-    for (char *p = s; *p; p++) {
-        if (*p == '%') {
-            int a = p[1] ? hexv((unsigned char)p[1]) : -1, b = a >= 0 && p[2] ? hexv((unsigned char)p[2]) : -1;
-            if (a < 0 || b < 0 || (a == 0 && b == 0)) return -1;
-            *o++ = (char)(a << 4 | b);
-            p += 2;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-    return 0;
-}
-
-iothub_status_t iothub_mqtt_topic_parse(const char *topic, const char *device_id, char *work, iothub_prop_t *props,
-                                        iothub_msg_t *msg, char *err, size_t errlen)
-{
-    memset(msg, 0, sizeof *msg);
-    msg->props = props;
-    static const char pre[] = "devices/", mid[] = "/messages/events";
-    size_t il = strlen(device_id);
-    if (strncmp(topic, pre, sizeof pre - 1) != 0 || strncmp(topic + sizeof pre - 1, device_id, il) != 0 ||
-        topic[sizeof pre - 1 + il] != '/') {
-        snprintf(err, errlen, "device '%s' may publish only to devices/%s/messages/events/", device_id, device_id);
-        return IOTHUB_E_UNAUTHORIZED;
-    }
-    const char *rest = topic + sizeof pre - 1 + il;
-    if (strncmp(rest, mid, sizeof mid - 1) != 0 || (rest[sizeof mid - 1] && rest[sizeof mid - 1] != '/')) {
-        snprintf(err, errlen, "unsupported topic: devices/%s/messages/events/ is the telemetry topic", device_id);
-        return IOTHUB_E_BAD_REQUEST;
-    }
-    rest += sizeof mid - 1;
-    if (*rest == '/') rest++;
-    strcpy(work, rest);
-    size_t np = 0;
-    for (char *tok = work; tok && *tok;) {
-        char *amp = strchr(tok, '&');
-        if (amp) *amp = '\0';
-        char *eq = strchr(tok, '=');
-        char *val = "";
-        if (eq) { *eq = '\0'; val = eq + 1; }
-        if (*tok) {
-            if (decode_in_place(tok) != 0 || decode_in_place(val) != 0) {
-                snprintf(err, errlen, "the topic's property bag is not valid URL encoding");
-                return IOTHUB_E_BAD_REQUEST;
-            }
-            if (tok[0] == '$' && tok[1] == '.') {
-                const char *k = tok + 2;
-                if (strcmp(k, "mid") == 0) msg->message_id = val;
-                else if (strcmp(k, "cid") == 0) msg->correlation_id = val;
-                else if (strcmp(k, "ct") == 0) msg->content_type = val;
-                else if (strcmp(k, "ce") == 0) msg->content_encoding = val;
-                else if (strcmp(k, "uid") == 0) msg->user_id = val;
-                /* $.to, $.exp, $.ctime... are not stored by the local hub */
-            } else {
-                if (np >= IOTHUB_MAX_PROPS) {
-                    snprintf(err, errlen, "more than %d application properties", IOTHUB_MAX_PROPS);
-                    return IOTHUB_E_BAD_REQUEST;
-                }
-                props[np].name = tok;
-                props[np].value = val;
-                np++;
-            }
-        }
-        tok = amp ? amp + 1 : NULL;
-    }
-    msg->n_props = np;
-    return IOTHUB_OK;
 }
 
 void iothub_stats(iothub_t *h, iothub_stats_t *out)

@@ -7,12 +7,12 @@
  * (checkpoint.h). A housekeeping thread compacts each partition's log once every consumer
  * group's checkpoint has passed a segment.
  *
- * Device API (HTTP in d2c.h, MQTT in issue 10): authenticate a device by its SAS token (HTTP
- * Authorization header or MQTT CONNECT), then send messages as that device. A send is
- * acknowledged (callback or return of iothub_send_wait) only when the messages are durable in
- * their partition's log — an HTTP 204 and an MQTT PUBACK both mean "on disk". Messages of one
- * device always go to the same partition (FNV-1a of the device id modulo the partition count),
- * so they are delivered in the order they were acknowledged.
+ * Device API (HTTP in d2c.h, MQTT in devhost/mqtt/mqtt_hub_backend.c): authenticate a device by
+ * its SAS token (HTTP Authorization header or MQTT CONNECT password), then send messages as
+ * that device. A send is acknowledged (callback or return of iothub_send_wait) only when the
+ * messages are durable in their partition's log — an HTTP 204 and an MQTT PUBACK both mean
+ * "on disk". Messages of one device always go to the same partition (FNV-1a of the device id
+ * modulo the partition count), so they are delivered in the order they were acknowledged.
  *
  * Thread-safe: any number of transport threads may authenticate and send at once. */
 #ifndef ENVIROMON_IOTHUB_HUB_H
@@ -98,13 +98,6 @@ int iothub_partition_of(const char *device_id, int partitions);
 iothub_status_t iothub_authenticate(iothub_t *h, const char *device_id, const char *token, size_t token_len,
                                     const char *path, iothub_auth_t *out, char *err, size_t errlen);
 
-/* Authenticate an MQTT CONNECT the way IoT Hub does: client id = device id; username
- * "{host}/{device id}/?api-version=..." (or ".../api-version=...", extra query items allowed);
- * password = a SAS token for the device. Module identities are refused. */
-iothub_status_t iothub_mqtt_connect(iothub_t *h, const char *client_id, const char *username,
-                                    const char *password, size_t password_len, iothub_auth_t *out,
-                                    char *err, size_t errlen);
-
 /* Send n >= 1 messages as the authenticated device, as one unit (all durable or none). Checks
  * the size rule (each message and the total at most 256 KiB: IOTHUB_E_TOO_LARGE), the property
  * count, and that the device still exists with the same generation (IOTHUB_E_NOT_FOUND). Returns
@@ -115,15 +108,6 @@ iothub_status_t iothub_send(iothub_t *h, const iothub_auth_t *dev, const iothub_
 /* The same, waiting until the messages are durable or refused. */
 iothub_status_t iothub_send_wait(iothub_t *h, const iothub_auth_t *dev, const iothub_msg_t *msgs, size_t n,
                                  char *err, size_t errlen);
-
-/* Parse the property bag of an MQTT PUBLISH topic `devices/{id}/messages/events/{bag}` (bag:
- * URL-encoded k=v pairs joined by '&'; $.mid, $.cid, $.ct, $.ce, $.uid are system properties,
- * other $. names are ignored, the rest application properties). Checks that {id} is the
- * connected device (else IOTHUB_E_UNAUTHORIZED: IoT Hub disconnects). Fills *msg (body not set)
- * with strings pointing into work (a caller buffer of at least strlen(topic) + 1 bytes) and
- * props (capacity IOTHUB_MAX_PROPS). Returns IOTHUB_OK or an error with a message. */
-iothub_status_t iothub_mqtt_topic_parse(const char *topic, const char *device_id, char *work, iothub_prop_t *props,
-                                        iothub_msg_t *msg, char *err, size_t errlen);
 
 typedef struct iothub_partition_stats {
     int64_t  first_seq, next_seq;   /* retained range */
