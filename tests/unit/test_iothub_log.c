@@ -555,6 +555,67 @@ static void test_hub_open_and_auth(void **state)
     iothub_close(h);
 }
 
+/* Registry changes reach the listener without any request: housekeeping notices them. */
+typedef struct changes {
+    pthread_mutex_t lock;
+    char            ids[8][32];
+    int             n;
+} changes_t;
+
+static void on_change(void *arg, const char *id)
+{
+    changes_t *c = arg;
+    pthread_mutex_lock(&c->lock);
+    if (c->n < 8) snprintf(c->ids[c->n++], sizeof c->ids[0], "%s", id);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int changes_seen(changes_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    int n = c->n;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+static void test_registry_change_listener(void **state)
+{
+    (void)state;
+    char err[512], dir[128];
+    snprintf(dir, sizeof dir, "%s/iothub", g_dir);
+    iothub_t *h = open_hub(0, err, sizeof err);
+    assert_non_null(h);
+    iothub_device_t d;
+    add_device("keep", &d);
+    add_device("rekey", &d);
+    add_device("gone", &d);
+    add_device("again", &d);
+    assert_int_equal(iothub_registry_count(iothub_registry(h)), 4);   /* the hub's view has all four */
+    static changes_t c = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0};
+    iothub_registry_on_change(iothub_registry(h), on_change, &c);
+    /* a secondary key regenerated, a device removed, one removed and added again, one added */
+    assert_int_equal(iothub_registry_regenerate(dir, "rekey", 1, &d, err, sizeof err), IOTHUB_REG_OK);
+    assert_int_equal(iothub_registry_remove(dir, "gone", err, sizeof err), IOTHUB_REG_OK);
+    assert_int_equal(iothub_registry_remove(dir, "again", err, sizeof err), IOTHUB_REG_OK);
+    add_device("again", &d);
+    add_device("new", &d);
+    /* no request is made: the housekeeping thread must notice within a few of its 250 ms looks
+     * (whether it sees the changes in one reload or several, each device is reported once) */
+    for (int i = 0; i < 500 && changes_seen(&c) < 3; i++) usleep(10000);
+    usleep(600000);   /* and nothing more comes */
+    iothub_close(h);
+    int rekey = 0, gone = 0, again = 0;
+    for (int k = 0; k < c.n; k++) {
+        if (strcmp(c.ids[k], "rekey") == 0) rekey++;
+        else if (strcmp(c.ids[k], "gone") == 0) gone++;
+        else if (strcmp(c.ids[k], "again") == 0) again++;
+        else fail_msg("'%s' was reported as changed", c.ids[k]);
+    }
+    assert_int_equal(rekey, 1);
+    assert_int_equal(gone, 1);
+    assert_int_equal(again, 1);   /* removed, then added back under a new generation */
+}
+
 /* A fake HTTP request: headers and query as NULL-terminated name/value lists. */
 typedef struct fake_req { const char *const *headers; const char *const *query; } fake_req_t;
 
@@ -727,6 +788,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plog_parse_robust, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_checkpoints, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_hub_open_and_auth, mk_dir, rm_dir),
+        cmocka_unit_test_setup_teardown(test_registry_change_listener, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_d2c, mk_dir, rm_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

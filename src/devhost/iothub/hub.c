@@ -150,20 +150,31 @@ int iothub_compact_now(iothub_t *h)
     return total;
 }
 
+/* How often housekeeping looks at the registry file, so that a removed or re-keyed device's
+ * MQTT session is closed promptly even when no request comes (one stat(2) per look). */
+#define REGISTRY_WATCH_MS 250
+
 static void *housekeeping(void *arg)
 {
     iothub_t *h = arg;
+    struct timespec last;
+    clock_gettime(CLOCK_MONOTONIC, &last);
     pthread_mutex_lock(&h->hk_lock);
     while (!h->hk_stop) {
         struct timespec t;
         clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_sec += h->compact_ms / 1000;
-        t.tv_nsec += (long)(h->compact_ms % 1000) * 1000000L;
+        t.tv_nsec += (long)REGISTRY_WATCH_MS * 1000000L;
         if (t.tv_nsec >= 1000000000L) { t.tv_sec++; t.tv_nsec -= 1000000000L; }
         pthread_cond_timedwait(&h->hk_cond, &h->hk_lock, &t);
         if (h->hk_stop) break;
         pthread_mutex_unlock(&h->hk_lock);
-        iothub_compact_now(h);
+        (void)iothub_registry_count(h->reg);   /* reloads and notifies when the file changed */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= h->compact_ms) {
+            iothub_compact_now(h);
+            last = now;
+        }
         pthread_mutex_lock(&h->hk_lock);
     }
     pthread_mutex_unlock(&h->hk_lock);

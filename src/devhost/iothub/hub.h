@@ -4,8 +4,9 @@
  * Layout under `<data>/iothub/`: `devices.json` + `devices.lock` (registry.h),
  * `partitions/hub.json` (partition count and instance id, fixed when the partitions are first
  * created, as on Azure), `partitions/<p>/<n>.seg` (partlog.h), `checkpoints/<group>/<p>.ckpt`
- * (checkpoint.h). A housekeeping thread compacts each partition's log once every consumer
- * group's checkpoint has passed a segment.
+ * (checkpoint.h). A housekeeping thread looks at the registry file 4 times a second (so that
+ * registry changes reach iothub_registry_on_change listeners without traffic) and compacts each
+ * partition's log once every consumer group's checkpoint has passed a segment.
  *
  * Device API (HTTP in d2c.h, MQTT in devhost/mqtt/mqtt_hub_backend.c): authenticate a device by
  * its SAS token (HTTP Authorization header or MQTT CONNECT password), then send messages as
@@ -37,7 +38,7 @@ typedef struct iothub_opts {
     const char *name;              /* hub name, default "enviromon" */
     int         partitions;        /* 0: the existing count, or 4 for a new hub */
     size_t      segment_bytes;     /* partlog segment size; 0 = default */
-    int         compact_interval_ms; /* housekeeping period; 0 = 10 s */
+    int         compact_interval_ms; /* compaction period; 0 = 10 s */
 } iothub_opts_t;
 
 /* Outcomes, with the HTTP status and IoT Hub error code each maps to (iothub_status_http,

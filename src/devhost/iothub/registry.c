@@ -406,7 +406,37 @@ struct iothub_registry {
     size_t          n;
     file_id_t       loaded;    /* identity of the file the view came from */
     file_id_t       failed;    /* identity of a file that failed to load (logged once) */
+    iothub_registry_change_fn on_change;
+    void           *on_change_arg;
 };
+
+/* Ids whose identity changed between two views: removed, re-created (new generation) or
+ * re-keyed. changed: ids joined by NULs, *count of them (malloc'd; NULL when none). */
+typedef struct {
+    char  *ids;
+    size_t len, count;
+} changed_t;
+
+static void diff_views(const iothub_device_t *old, size_t nold, iothub_device_t *cur, size_t ncur, changed_t *out)
+{
+    for (size_t i = 0; i < nold; i++) {
+        const iothub_device_t *o = &old[i];
+        const iothub_device_t *c = find(cur, ncur, o->id);
+        if (c && strcmp(c->generation_id, o->generation_id) == 0 && strcmp(c->primary, o->primary) == 0 &&
+            strcmp(c->secondary, o->secondary) == 0)
+            continue;
+        size_t l = strlen(o->id) + 1;
+        char *n = realloc(out->ids, out->len + l);
+        if (!n) {
+            log_error(NULL, "iothub: out of memory: a changed registration of '%s' is not acted on", o->id);
+            continue;
+        }
+        memcpy(n + out->len, o->id, l);
+        out->ids = n;
+        out->len += l;
+        out->count++;
+    }
+}
 
 iothub_registry_t *iothub_registry_open(const char *dir, char *err, size_t errlen)
 {
@@ -428,8 +458,17 @@ iothub_registry_t *iothub_registry_open(const char *dir, char *err, size_t errle
     return r;
 }
 
-/* Reload when the file changed (r->lock held). */
-static void refresh(iothub_registry_t *r)
+void iothub_registry_on_change(iothub_registry_t *r, iothub_registry_change_fn fn, void *arg)
+{
+    pthread_mutex_lock(&r->lock);
+    r->on_change = fn;
+    r->on_change_arg = arg;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Reload when the file changed (r->lock held); the ids whose identity changed go to *ch when
+ * someone listens. */
+static void refresh(iothub_registry_t *r, changed_t *ch)
 {
     struct stat st;
     file_id_t now;
@@ -445,28 +484,45 @@ static void refresh(iothub_registry_t *r)
         r->failed = now;
         return;
     }
+    if (r->on_change) diff_views(r->devs, r->n, d, n, ch);
     free_devs(r->devs, r->n);
     r->devs = d;
     r->n = n;
     r->loaded = got;
 }
 
+/* Tell the listener (outside the lock: it may take its own locks or call back in). */
+static void notify(iothub_registry_t *r, changed_t *ch)
+{
+    if (!ch->count) return;
+    pthread_mutex_lock(&r->lock);
+    iothub_registry_change_fn fn = r->on_change;
+    void *arg = r->on_change_arg;
+    pthread_mutex_unlock(&r->lock);
+    for (const char *id = ch->ids; fn && id < ch->ids + ch->len; id += strlen(id) + 1) fn(arg, id);
+    free(ch->ids);
+}
+
 int iothub_registry_lookup(iothub_registry_t *r, const char *id, iothub_device_t *out)
 {
+    changed_t ch = {0};
     pthread_mutex_lock(&r->lock);
-    refresh(r);
+    refresh(r, &ch);
     iothub_device_t *x = find(r->devs, r->n, id);
     if (x) *out = *x;
     pthread_mutex_unlock(&r->lock);
+    notify(r, &ch);
     return x != NULL;
 }
 
 size_t iothub_registry_count(iothub_registry_t *r)
 {
+    changed_t ch = {0};
     pthread_mutex_lock(&r->lock);
-    refresh(r);
+    refresh(r, &ch);
     size_t n = r->n;
     pthread_mutex_unlock(&r->lock);
+    notify(r, &ch);
     return n;
 }
 

@@ -83,8 +83,18 @@ iothub_registry_t *iothub_registry_open(const char *dir, char *err, size_t errle
  * serving and the problem is logged once per change. Thread-safe. */
 int iothub_registry_lookup(iothub_registry_t *r, const char *id, iothub_device_t *out);
 
-/* Number of devices in the current view (after a reload check). */
+/* Number of devices in the current view (after a reload check; hub.c's housekeeping calls
+ * it a few times a second so that changes are noticed without traffic). */
 size_t iothub_registry_count(iothub_registry_t *r);
+
+/* Called once per device whose identity changed in a reload — removed, removed and added again
+ * (a new generation id) or given a new primary or secondary key — from the thread that noticed
+ * the change, after the registry's lock is released. Must be thread-safe. (The MQTT endpoint
+ * closes that device's connection: its token was checked against the old identity.) */
+typedef void (*iothub_registry_change_fn)(void *arg, const char *device_id);
+
+/* Set (or, with NULL, clear) the change listener. Thread-safe. */
+void iothub_registry_on_change(iothub_registry_t *r, iothub_registry_change_fn fn, void *arg);
 
 void iothub_registry_close(iothub_registry_t *r);
 
