@@ -1,7 +1,8 @@
 /* devhost — Enviromon's local stack. This file is the command line only.
  *
  * Subcommands: `start` runs the function app as `func start` does (host/host.h: the handler,
- * HTTP triggers, bindings, the dashboard folder, the local SignalR Service when needed);
+ * HTTP triggers, bindings, the dashboard folder, the local SignalR Service when needed) with the
+ * local IoT Hub plugged in (iothub/iothub_plugin.h: the device API, the eventHubTrigger source);
  * `signalr` runs the local SignalR Service alone (signalr/signalr_service.h); `device ...`
  * manages the local IoT Hub's devices (iothub/device_cli.h). SIGINT/SIGTERM stop `start` and
  * `signalr` gracefully and exit 0. */
@@ -14,6 +15,7 @@
 
 #include "devhost/host/host.h"
 #include "devhost/iothub/device_cli.h"
+#include "devhost/iothub/iothub_plugin.h"
 #include "devhost/signalr/signalr_service.h"
 #include "util/log.h"
 #include "util/malloc_tune.h"
@@ -24,7 +26,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: devhost start [--script-root DIR] [--port N] [--cors ORIGINS] [--cors-credentials]\n"
-            "                     [--enable-auth] [--data DIR]\n"
+            "                     [--enable-auth] [--data DIR] [--hub NAME] [--partitions N]\n"
             "       devhost signalr [--connection-string STR] [--host ADDR] [--port N]\n"
             "                       [--ping-interval-ms N] [--poll-timeout-ms N]\n"
             "                       [--handshake-timeout-ms N] [--request-timeout-ms N]\n"
@@ -38,7 +40,9 @@ static void usage(FILE *f)
             "  the SignalR connection string names localhost and nothing listens there.\n"
             "  --cors and --cors-credentials override Host.CORS / Host.CORSCredentials; --enable-auth enforces\n"
             "  authLevel with keys generated once into the data folder (--data, default .devhost/).\n"
-            "  See docs/devhost.md.\n"
+            "  The local IoT Hub (--hub NAME, default enviromon; --partitions N, default 4, fixed when the\n"
+            "  hub is created) takes devices' telemetry at POST /devices/{id}/messages/events on the same\n"
+            "  port and feeds the eventHubTrigger functions. See docs/devhost.md and docs/iothub.md.\n"
             "\n"
             "signalr: the local Azure SignalR Service (serverless REST API + client endpoint).\n"
             "  The connection string comes from --connection-string, else AzureSignalRConnectionString,\n"
@@ -129,13 +133,10 @@ static int run_signalr(int argc, char **argv)
     return 0;
 }
 
-/* Options `devhost start` will take when the local IoT Hub lands (issues 9 and 10); parsed here
- * so that the command line keeps one shape, refused until then. */
-static const char *const START_RESERVED[] = {"--tls", "--mqtt-port", "--hub", "--partitions", NULL};
-
 static int run_start(int argc, char **argv)
 {
     dh_host_opts_t o = {.cors_credentials = -1};
+    iothub_plugin_opts_t ho = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -143,24 +144,27 @@ static int run_start(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
         if (strcmp(a, "--cors-credentials") == 0) { o.cors_credentials = 1; continue; }
         if (strcmp(a, "--enable-auth") == 0 || strcmp(a, "--enableAuth") == 0) { o.enable_auth = 1; continue; }
-        int reserved = 0;
-        for (const char *const *r = START_RESERVED; *r; r++) reserved |= strcmp(a, *r) == 0;
-        if (reserved) {
-            fprintf(stderr, "devhost start: %s is not available in this build yet (it comes with the local IoT Hub)\n", a);
-            return 2;
-        }
         if (!v) { fprintf(stderr, "devhost start: %s needs a value (or is unknown; see devhost --help)\n", a); return 2; }
         if (strcmp(a, "--script-root") == 0) o.script_root = v;
         else if (strcmp(a, "--data") == 0) o.data_dir = v;
         else if (strcmp(a, "--cors") == 0) o.cors = v;
+        else if (strcmp(a, "--hub") == 0) ho.name = v;
         else if (strcmp(a, "--port") == 0 || strcmp(a, "-p") == 0) {
             if (parse_num(a, v, 1, 65535, &n)) return 2;
             o.port = (int)n;
+        } else if (strcmp(a, "--partitions") == 0) {
+            if (parse_num(a, v, 1, IOTHUB_MAX_PARTITIONS, &n)) return 2;
+            ho.partitions = (int)n;
         } else {
             fprintf(stderr, "devhost start: unknown option %s (see devhost --help)\n", a);
             return 2;
         }
         i++;
+    }
+    if (ho.name && !iothub_valid_name(ho.name)) {
+        fprintf(stderr, "devhost start: --hub '%s': an IoT Hub name is 3 to 50 letters, digits or '-', not starting or "
+                "ending with '-'\n", ho.name);
+        return 2;
     }
     /* Fully buffered: the host flushes stdout every 200 ms (a write per log line would cost
      * more than the rest of a request's logging). */
@@ -171,14 +175,12 @@ static int run_start(int argc, char **argv)
         return 1;
     }
     char err[2048];
+    int rc = 1;
     dh_host_t *h = dh_host_new(&o, err, sizeof err);
-    if (!h) {
+    if (h && iothub_plugin_attach(h, &ho, err, sizeof err))
+        rc = dh_host_run(h);
+    else
         log_error(NULL, "devhost start: %s", err);
-        curl_global_cleanup();
-        return 1;
-    }
-    /* Plugins (the local IoT Hub's trigger source and device API) register here. */
-    int rc = dh_host_run(h);
     dh_host_free(h);
     curl_global_cleanup();
     return rc;

@@ -1,8 +1,8 @@
 // `devhost start` refuses a broken function app before starting anything: each error names the
 // file (with line and column for JSON) and says what to change; the exit code is non-zero,
 // nothing listens on the port and the handler never ran. Also: the repository's own app starts
-// with local.settings.sample.json (its %Setting% references resolve), and an eventHubTrigger
-// function without a local source is a warning, not an error.
+// with local.settings.sample.json (its %Setting% references resolve) and its EventTrigger reads
+// the local IoT Hub; an eventHubTrigger's connection setting is checked as the host checks it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -100,7 +100,7 @@ test('a signalR binding whose connection string setting is missing or malformed'
   assert.doesNotMatch(out, /TOPSECRET123/, 'the key must never be printed');
 });
 
-test("the repository's app starts with local.settings.sample.json; its eventHubTrigger is a warning", async () => {
+test("the repository's app starts with local.settings.sample.json; its EventTrigger reads the local IoT Hub", async () => {
   const app = makeApp({ handler: 'real' });
   for (const f of ['EventTrigger', 'GetDeviceState', 'Negotiate', 'SendSignalr']) {
     fs.cpSync(path.join(repoRoot, f), path.join(app.root, f), { recursive: true });
@@ -111,13 +111,37 @@ test("the repository's app starts with local.settings.sample.json; its eventHubT
   fs.writeFileSync(path.join(app.root, 'local.settings.json'), JSON.stringify(sample));
   const dh = await startDevhost(app.root);
   try {
-    await dh.waitLog(/EventTrigger \(eventHubTrigger\) is not triggered locally/);
     await dh.waitLog(/EventTrigger: eventHubTrigger, retry exponentialBackoff \(forever, 2 s \.\. 5 min\)/);
+    await dh.waitLog(/EventTrigger: reads the local IoT Hub's events \(event hub 'enviromon', consumer group '\$Default', batches of up to 100\)/);
+    assert.doesNotMatch(dh.logs(), /cannot read Azure's Event Hubs/, 'the sample names the local endpoint');
     const r = await fetch(`${dh.url}/api/negotiate?negotiateVersion=1`, { method: 'POST' });
     assert.equal(r.status, 200, dh.logs());
   } finally {
     const e = await dh.stop('SIGINT');
     assert.equal(e.code, 0, dh.logs());
+  }
+  // An Azure namespace in the connection string: devhost says it reads its local hub instead.
+  const azure = structuredClone(sample);
+  azure.Values.IoTHubConnectionString = 'Endpoint=sb://iothub-ns-myhub-123.servicebus.windows.net/;SharedAccessKeyName=service;'
+    + 'SharedAccessKey=c2VjcmV0;EntityPath=myhub';
+  fs.writeFileSync(path.join(app.root, 'local.settings.json'), JSON.stringify(azure));
+  const dh2 = await startDevhost(app.root);
+  try {
+    await dh2.waitLog(/EventTrigger: the setting 'IoTHubConnectionString' names the Event Hubs namespace iothub-ns-myhub-123\.servicebus\.windows\.net; devhost cannot read Azure's Event Hubs/);
+    await dh2.waitLog(/event hub 'myhub'/);   // EntityPath overrides eventHubName, as in the host
+    assert.doesNotMatch(dh2.logs(), /c2VjcmV0/, 'the key must never be printed');
+  } finally {
+    assert.equal((await dh2.stop('SIGINT')).code, 0, dh2.logs());
+  }
+  // The connection setting must have a value, as the host requires; and be an Event Hubs string.
+  for (const [value, re] of [[undefined, /EventTrigger\/function\.json: binding 'events' \(eventHubTrigger\): the setting 'IoTHubConnectionString' named by "connection" has no value/],
+    ['UseDevelopmentStorage=true', /the setting 'IoTHubConnectionString' is not an Event Hubs connection string/]]) {
+    const bad = structuredClone(sample);
+    if (value === undefined) delete bad.Values.IoTHubConnectionString; else bad.Values.IoTHubConnectionString = value;
+    fs.writeFileSync(path.join(app.root, 'local.settings.json'), JSON.stringify(bad));
+    const r = await runDevhostToExit(app.root);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, re);
   }
   // Without the consumer group setting, EventTrigger/function.json cannot be indexed.
   delete sample.Values.IoTHubConsumerGroup;

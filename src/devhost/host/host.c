@@ -265,13 +265,6 @@ static int bind_plugins(dh_host_t *h, char *err, size_t errlen)
             if (h->plugins[k].trigger_type && strcasecmp(h->plugins[k].trigger_type, fn->trigger->type) == 0)
                 p = &h->plugins[k];
         if (!p) {
-            /* Until the local IoT Hub (issue 9) registers its source, an Event Hubs trigger is served
-             * by nothing; the HTTP functions still run. */
-            if (strcasecmp(fn->trigger->type, "eventHubTrigger") == 0) {
-                log_warn(NULL, "devhost: %s (eventHubTrigger) is not triggered locally: this devhost has no local "
-                         "IoT Hub yet; the HTTP functions run", fn->name);
-                continue;
-            }
             snprintf(err, errlen, "%s: no local trigger source for the trigger type '%s'; devhost runs httpTrigger "
                      "functions%s", fn->shown, fn->trigger->type, h->nplugins ? " and the triggers of its plugins" : "");
             return -1;

@@ -1,0 +1,110 @@
+// The whole local stack for end-to-end tests: the repository's function app (its four function
+// folders and host.json) run by `devhost start` with the real ./handler, storage in the test
+// run's Azurite (a table and partition key of its own), the local SignalR Service devhost runs
+// in-process, and the local IoT Hub in devhost's data folder. Devices are registered with
+// `devhost device add`; SignalR clients are the official @microsoft/signalr client negotiating
+// through devhost's /api.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { makeApp, startDevhost, freePort, waitFor, signalrConn, repoRoot, tempDir } from './devhost.mjs';
+import { addDevice } from './iothub.mjs';
+import { rowsOf } from './eventhub.mjs';
+import { signalR } from '../signalr_service_helpers.mjs';
+
+export const CONN = process.env.TEST_STORAGE_CONNECTION;
+
+/** The app settings of local.settings.sample.json for the local IoT Hub, with storage and
+ *  SignalR pointed at this test's. */
+export function stackValues({ conn = CONN, table, pk, srPort }) {
+  const sample = JSON.parse(fs.readFileSync(path.join(repoRoot, 'local.settings.sample.json'), 'utf8')).Values;
+  return {
+    ...sample,
+    AzureWebJobsStorage: conn,
+    StorageConnectionString: conn,
+    DeviceStateTable: table,
+    PartitionKey: pk,
+    AzureSignalRConnectionString: signalrConn(srPort),
+  };
+}
+
+/**
+ * Write the repository's app into a temporary script root.
+ *  handler: 'real' (./handler) or 'tee' (tests/js/lib/tee-handler.mjs in front of ./handler,
+ *  recording every EventTrigger invocation into teeFile)
+ *  values: settings over stackValues; retry: EventTrigger's retry policy instead of the repo's.
+ */
+export async function makeStackApp({ tag = 'stack', handler = 'real', values = {}, conn = CONN, retry } = {}) {
+  const suffix = crypto.randomBytes(4).toString('hex');
+  const table = `E2e${tag.replace(/[^A-Za-z0-9]/g, '')}${suffix}`;
+  const pk = `${tag}-${suffix}`;
+  const srPort = await freePort();
+  const app = makeApp({ handler: handler === 'real' ? 'real' : 'none',
+    values: { ...stackValues({ conn, table, pk, srPort }), ...values } });
+  const hostJson = JSON.parse(fs.readFileSync(path.join(repoRoot, 'host.json'), 'utf8'));
+  const teeFile = path.join(app.root, 'tee.jsonl');
+  if (handler === 'tee') {
+    fs.copyFileSync(path.join(repoRoot, 'tests', 'js', 'lib', 'tee-handler.mjs'), path.join(app.root, 'tee-handler.mjs'));
+    fs.writeFileSync(teeFile, '');
+    hostJson.customHandler.description = { defaultExecutablePath: 'node', arguments: ['tee-handler.mjs'] };
+    const ls = JSON.parse(fs.readFileSync(path.join(app.root, 'local.settings.json'), 'utf8'));
+    Object.assign(ls.Values, { TEE_TARGET: process.env.HANDLER_BIN || path.join(repoRoot, 'handler'), TEE_FILE: teeFile });
+    fs.writeFileSync(path.join(app.root, 'local.settings.json'), JSON.stringify(ls, null, 2));
+  }
+  fs.writeFileSync(path.join(app.root, 'host.json'), JSON.stringify(hostJson, null, 2));
+  for (const f of ['EventTrigger', 'GetDeviceState', 'Negotiate', 'SendSignalr']) {
+    fs.cpSync(path.join(repoRoot, f), path.join(app.root, f), { recursive: true });
+  }
+  if (retry) {
+    const p = path.join(app.root, 'EventTrigger', 'function.json');
+    const fj = JSON.parse(fs.readFileSync(p, 'utf8'));
+    fj.retry = retry;
+    fs.writeFileSync(p, JSON.stringify(fj, null, 2));
+  }
+  return {
+    ...app, table, pk, srPort, conn,
+    tee: () => fs.readFileSync(teeFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)),
+  };
+}
+
+/** makeStackApp + devhost start on it, with a data folder of its own. */
+export async function startStack(opts = {}) {
+  const app = await makeStackApp(opts);
+  const data = opts.data ?? tempDir('data');
+  const dh = await startDevhost(app.root, { data, args: opts.args ?? [], env: opts.env ?? {} });
+  return {
+    app, dh, data,
+    rows: () => rowsOf(app.conn, app.table, app.pk),
+    addDevice: (id) => addDevice(id, data),
+    /** Wait until device id's row satisfies pred(row); returns the row. */
+    waitRow: (id, pred, { timeoutMs = 30000 } = {}) => waitFor(async () => {
+      const r = (await rowsOf(app.conn, app.table, app.pk))[id];
+      return r && pred(r) ? r : null;
+    }, { timeoutMs, intervalMs: 100, what: `the DeviceState row of ${id}` }).catch((e) => {
+      throw new Error(`${e.message}\n${dh.logs().slice(-4000)}`);
+    }),
+    async stop() {
+      const e = await dh.stop('SIGINT');
+      return e;
+    },
+    cleanup() {
+      app.cleanup();
+      fs.rmSync(data, { recursive: true, force: true });
+    },
+  };
+}
+
+/** An @microsoft/signalr client that negotiated through devhost's /api; pushes collects every
+ *  newMessage argument (arrays flattened). */
+export async function signalrClient(baseUrl) {
+  const conn = new signalR.HubConnectionBuilder().withUrl(`${baseUrl}/api`).configureLogging(signalR.LogLevel.None).build();
+  const pushes = [];
+  conn.on('newMessage', (m) => { for (const x of Array.isArray(m) ? m : [m]) pushes.push(x); });
+  await conn.start();
+  return { conn, pushes, stop: () => conn.stop() };
+}
+
+/** Int64 columns come back from @azure/data-tables as {value, type} or numbers. */
+export const num = (v) => (v && typeof v === 'object' ? Number(v.value) : Number(v));
+
+export { waitFor, freePort };

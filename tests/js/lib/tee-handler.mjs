@@ -1,0 +1,65 @@
+// A tee in front of the real ./handler, for tests that need both the real pipeline (rows in
+// Table Storage, SignalR pushes) and what the host sent: devhost starts this as its custom
+// handler (host.json: "defaultExecutablePath": "node", "arguments": ["tee-handler.mjs"]); it
+// starts $TEE_TARGET (./handler) on a port of its own with the same environment, answers
+// readiness once that one is ready, forwards every request to it unchanged and relays the
+// answer, and appends {url, body} of every POST /EventTrigger to $TEE_FILE. SIGTERM stops both.
+import http from 'node:http';
+import fs from 'node:fs';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+
+const port = Number(process.env.FUNCTIONS_CUSTOMHANDLER_PORT);
+const inner = await new Promise((resolve) => {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+});
+const child = spawn(process.env.TEE_TARGET, [], {
+  env: { ...process.env, FUNCTIONS_CUSTOMHANDLER_PORT: String(inner), FUNCTIONS_HTTPWORKER_PORT: String(inner) },
+  stdio: ['ignore', 'inherit', 'inherit'],
+});
+child.on('exit', (code) => process.exit(code ?? 1));
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+function forward(req, body) {
+  return new Promise((resolve, reject) => {
+    const r = http.request({ host: '127.0.0.1', port: inner, method: req.method, path: req.url, headers: req.headers, agent },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      });
+    r.on('error', reject);
+    r.end(body);
+  });
+}
+
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', async () => {
+    const body = Buffer.concat(chunks);
+    if (req.method === 'POST' && req.url.toLowerCase() === '/eventtrigger') {
+      fs.appendFileSync(process.env.TEE_FILE, `${JSON.stringify({ url: req.url, body: JSON.parse(body.toString('utf8')) })}\n`);
+    }
+    try {
+      const a = await forward(req, body);
+      res.writeHead(a.status, a.headers);
+      res.end(a.body);
+    } catch {
+      res.socket.destroy();   // the handler is not ready or died: as if nothing answered
+    }
+  });
+});
+server.keepAliveTimeout = 120000;
+
+// ready when the real handler answers GET /
+for (;;) {
+  const ok = await new Promise((resolve) => {
+    http.get({ host: '127.0.0.1', port: inner, path: '/' }, (r) => { r.resume(); resolve(true); }).on('error', () => resolve(false));
+  });
+  if (ok) break;
+  await new Promise((r) => setTimeout(r, 25));
+}
+server.listen(port, '127.0.0.1');
+process.on('SIGTERM', () => { child.kill('SIGTERM'); server.close(); });
