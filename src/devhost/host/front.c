@@ -78,6 +78,20 @@ int dh_front_add_route(dh_front_t *f, const char *prefix, size_t max_body, dh_ro
     return 0;
 }
 
+int dh_front_set_tls(dh_front_t *f, const char *cert_pem, const char *key_pem, char *err, size_t errlen)
+{
+    if (f->d) { snprintf(err, errlen, "TLS must be set before the server starts"); return -1; }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        snprintf(err, errlen, "this libmicrohttpd was built without TLS: HTTPS (--tls) is not available");
+        return -1;
+    }
+    f->o.tls_cert_pem = cert_pem;
+    f->o.tls_key_pem = key_pem;
+    return 0;
+}
+
+int dh_front_https(const dh_front_t *f) { return f->o.tls_cert_pem && f->o.tls_key_pem; }
+
 /* ---- request collection ------------------------------------------------------------------ */
 
 static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
@@ -182,6 +196,7 @@ static int start_request(dh_front_t *f, struct MHD_Connection *mc, rq_t *rq, con
         else if (sa->sa_family == AF_INET6)
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_ip, sizeof r->client_ip);
     }
+    r->https = dh_front_https(f);
     rq->hook = find_hook(f, r->path);
     rq->limit = rq->hook ? rq->hook->max_body : f->o.max_body;
     /* One allocation for an announced body that fits. */
@@ -335,7 +350,17 @@ int dh_front_start(dh_front_t *f, char *err, size_t errlen)
     }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                      MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    /* With TLS the key and certificate go first in the option list; without, the list starts
+     * at the socket address (MHD_OPTION_ARRAY with an empty array is a no-op). */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)f->o.tls_key_pem},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)f->o.tls_cert_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (dh_front_https(f)) flags |= MHD_USE_TLS;
+    else tls_opts[0].option = MHD_OPTION_END;
     f->d = MHD_start_daemon(flags, (uint16_t)f->o.port, NULL, NULL, on_request, f,
+                            MHD_OPTION_ARRAY, tls_opts,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
                             MHD_OPTION_URI_LOG_CALLBACK, uri_logger, f,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, f,
@@ -347,8 +372,13 @@ int dh_front_start(dh_front_t *f, char *err, size_t errlen)
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_END);
     if (!f->d) {
-        snprintf(err, errlen, "cannot listen on %s:%d (%s): is another devhost or `func start` running? Choose "
-                 "another port with --port or Host.LocalHttpPort", f->o.host, f->o.port, strerror(errno));
+        int e = errno;
+        if (dh_front_https(f) && e != EADDRINUSE)
+            snprintf(err, errlen, "cannot serve HTTPS on %s:%d (%s): libmicrohttpd refused the listening socket or "
+                     "the TLS certificate and key", f->o.host, f->o.port, strerror(e));
+        else
+            snprintf(err, errlen, "cannot listen on %s:%d (%s): is another devhost or `func start` running? Choose "
+                     "another port with --port or Host.LocalHttpPort", f->o.host, f->o.port, strerror(e));
         return -1;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);

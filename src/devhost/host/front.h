@@ -9,8 +9,9 @@
  * allowed origin; credentials only when asked and origins are set; "*" allowed without
  * credentials; no CORS headers at all when unset), and dispatching: route hooks (path prefixes
  * registered by other modules, checked first), then the dispatch callback (the host: /admin
- * and the functions), then the static folder, then 404. Thread-safe; the route table is fixed
- * once the server starts. */
+ * and the functions), then the static folder, then 404. With a certificate (tls_cert_pem) the
+ * port speaks HTTPS only (devhost --tls). Thread-safe; the route table is fixed once the server
+ * starts. */
 #ifndef ENVIROMON_DH_FRONT_H
 #define ENVIROMON_DH_FRONT_H
 
@@ -38,6 +39,9 @@ typedef struct dh_front_opts {
     struct dh_static    *statics;         /* the dashboard folder, or NULL */
     dh_front_dispatch_fn dispatch;
     void                *arg;
+    const char          *tls_cert_pem;    /* with tls_key_pem: serve HTTPS (not HTTP) with this
+                                           * certificate (PEM; chain allowed); NULL: plain HTTP */
+    const char          *tls_key_pem;     /* its private key (PEM); secret, never logged */
 } dh_front_opts_t;
 
 typedef struct dh_front dh_front_t;
@@ -51,6 +55,14 @@ dh_front_t *dh_front_new(const dh_front_opts_t *o);
  * already taken, or the server already started). */
 int dh_front_add_route(dh_front_t *f, const char *prefix, size_t max_body, dh_route_fn fn, void *arg,
                        char *err, size_t errlen);
+
+/* Serve HTTPS with this certificate and key (PEM strings that must outlive the server), as if
+ * given in dh_front_opts_t. Only before dh_front_start. Returns 0, or -1 with err (the server
+ * already started, or this libmicrohttpd was built without TLS). */
+int dh_front_set_tls(dh_front_t *f, const char *cert_pem, const char *key_pem, char *err, size_t errlen);
+
+/* 1 when the server serves HTTPS. */
+int dh_front_https(const dh_front_t *f);
 
 /* Start listening. Returns 0, or -1 with err ("127.0.0.1:7071 is in use ..."). */
 int dh_front_start(dh_front_t *f, char *err, size_t errlen);

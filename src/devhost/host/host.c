@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -43,6 +44,26 @@ const dh_function_t *dh_host_function(const dh_host_t *h, size_t i)
 }
 int dh_host_port(const dh_host_t *h) { return h->front && h->running ? dh_front_port(h->front) : h->app.port; }
 int dh_host_stopping(const dh_host_t *h) { return h->stopping; }
+const char *dh_host_scheme(const dh_host_t *h) { return h->tls_cert ? "https" : "http"; }
+
+int dh_host_set_tls(dh_host_t *h, const char *cert_pem, const char *key_pem, char *err, size_t errlen)
+{
+    if (h->running) { snprintf(err, errlen, "TLS must be set before devhost runs"); return -1; }
+    char *c = strdup(cert_pem), *k = strdup(key_pem);
+    if (!c || !k || dh_front_set_tls(h->front, c, k, err, errlen) != 0) {
+        if (!c || !k) snprintf(err, errlen, "out of memory");
+        free(c);
+        if (k) OPENSSL_cleanse(k, strlen(k));
+        free(k);
+        return -1;
+    }
+    free(h->tls_cert);
+    if (h->tls_key) OPENSSL_cleanse(h->tls_key, strlen(h->tls_key));
+    free(h->tls_key);
+    h->tls_cert = c;
+    h->tls_key = k;
+    return 0;
+}
 
 int dh_host_add_route(dh_host_t *h, const char *prefix, size_t max_body, dh_route_fn fn, void *arg, char *err,
                       size_t errlen)
@@ -283,8 +304,8 @@ static void print_functions(dh_host_t *h)
         if (fn->http) {
             char m[100];
             dh_methods_describe(fn->http->methods, m, sizeof m);
-            log_info(NULL, "    %s: [%s] http://localhost:%d/%s%s%s%s%s", fn->name, m, port, h->app.route_prefix,
-                     *h->app.route_prefix ? "/" : "", fn->http->route, fn->disabled ? " (disabled)" : "",
+            log_info(NULL, "    %s: [%s] %s://localhost:%d/%s%s%s%s%s", fn->name, m, dh_host_scheme(h), port,
+                     h->app.route_prefix, *h->app.route_prefix ? "/" : "", fn->http->route, fn->disabled ? " (disabled)" : "",
                      fn->http->auth != DH_AUTH_ANONYMOUS && h->enable_auth ? " (key required)" : "");
         } else {
             char r[160] = "";
@@ -296,7 +317,8 @@ static void print_functions(dh_host_t *h)
             log_info(NULL, "    %s: %s%s%s", fn->name, fn->trigger->type, r, fn->disabled ? " (disabled)" : "");
         }
     }
-    if (h->statics) log_info(NULL, "Dashboard: http://localhost:%d/ (%s/dashboard)", port, h->app.script_root);
+    if (h->statics)
+        log_info(NULL, "Dashboard: %s://localhost:%d/ (%s/dashboard)", dh_host_scheme(h), port, h->app.script_root);
     if (h->enable_auth) {
         /* The one secret devhost prints, on purpose and once: the key to call `function` functions
          * (written directly: log lines redact anything shaped like a key). */
@@ -373,7 +395,7 @@ int dh_host_run(dh_host_t *h)
         stop_all(h);
         return 1;
     }
-    log_info(NULL, "devhost: serving %s on http://localhost:%d (data in %s)", h->app.script_root,
+    log_info(NULL, "devhost: serving %s on %s://localhost:%d (data in %s)", h->app.script_root, dh_host_scheme(h),
              dh_front_port(h->front), h->data_dir);
     print_functions(h);
     for (size_t i = 0; i < h->nplugins; i++) {
@@ -417,7 +439,7 @@ void dh_host_free(dh_host_t *h)
 {
     if (!h) return;
     if (h->front || h->sup || h->nlocal_sr) stop_all(h);
-    for (size_t i = 0; i < h->nplugins; i++)
+    for (size_t i = h->nplugins; i-- > 0;)   /* last registered first, as they stop */
         if (h->plugins[i].destroy) h->plugins[i].destroy(h->plugins[i].self);
     dh_invoker_free(h->invoker);
     dh_static_free(h->statics);
@@ -426,6 +448,9 @@ void dh_host_free(dh_host_t *h)
     free(h->prefix);
     free(h->http_fns);
     free(h->data_dir);
+    free(h->tls_cert);
+    if (h->tls_key) OPENSSL_cleanse(h->tls_key, strlen(h->tls_key));
+    free(h->tls_key);
     dh_app_free(&h->app);
     memset(&h->keys, 0, sizeof h->keys);
     free(h);

@@ -59,7 +59,9 @@ dh_host_t *dh_host_new(const dh_host_opts_t *o, char *err, size_t errlen);
  * that called dh_host_new. */
 int dh_host_run(dh_host_t *h);
 
-/* Free the host (after dh_host_run, or instead of it). Destroys the registered plugins. */
+/* Free the host (after dh_host_run, or instead of it). Destroys the registered plugins, the
+ * last registered first (plugins stop in that order too, so a plugin may use what an earlier
+ * one owns until its own stop). */
 void dh_host_free(dh_host_t *h);
 
 /* ---- seam 1: plugins (trigger sources) ---------------------------------------------------- */
@@ -128,6 +130,11 @@ void dh_invoke_result_free(dh_invoke_result_t *r);
 int dh_host_add_route(dh_host_t *h, const char *prefix, size_t max_body, dh_route_fn fn, void *arg, char *err,
                       size_t errlen);
 
+/* Serve HTTPS instead of HTTP on the front port with this certificate and key (PEM, copied),
+ * e.g. devhost's local CA's server certificate (`--tls`). Before dh_host_run. Returns 0, or -1
+ * with err. */
+int dh_host_set_tls(dh_host_t *h, const char *cert_pem, const char *key_pem, char *err, size_t errlen);
+
 /* ---- seam 4: what plugins may read ------------------------------------------------------------ */
 
 /* The data folder (absolute; exists). */
@@ -141,6 +148,8 @@ size_t dh_host_function_count(const dh_host_t *h);
 const dh_function_t *dh_host_function(const dh_host_t *h, size_t i);
 /* The front server's port (after dh_host_run has started it; the configured one before). */
 int dh_host_port(const dh_host_t *h);
+/* "https" when the front port serves HTTPS (dh_host_set_tls), else "http". */
+const char *dh_host_scheme(const dh_host_t *h);
 /* 1 once devhost is stopping. */
 int dh_host_stopping(const dh_host_t *h);
 

@@ -30,6 +30,7 @@ struct dh_host {
     size_t                  nlocal_sr;
     struct dh_static       *statics;
     dh_front_t             *front;
+    char                   *tls_cert, *tls_key;  /* --tls: the front's certificate and key (PEM) */
     struct dh_supervisor   *sup;
     struct dh_invoker      *invoker;
     volatile int            stopping;

@@ -207,8 +207,8 @@ static int start(void *self, dh_host_t *h, char *err, size_t errlen)
     int port = dh_host_port(h);
     iothub_registry_t *reg = iothub_registry(pl->hub);
     log_info(NULL, "IoT Hub: %s (local; %d partitions, %zu devices: `devhost device add NAME` prints a connection "
-             "string) — devices send to POST http://localhost:%d/devices/{id}/messages/events", iothub_host(pl->hub),
-             iothub_partitions(pl->hub), iothub_registry_count(reg), port);
+             "string) — devices send to POST %s://localhost:%d/devices/{id}/messages/events", iothub_host(pl->hub),
+             iothub_partitions(pl->hub), iothub_registry_count(reg), dh_host_scheme(h), port);
     for (size_t i = 0; i < pl->ntriggers; i++) {
         trigger_t *t = &pl->triggers[i];
         char why[512];
