@@ -616,6 +616,67 @@ static void test_registry_change_listener(void **state)
     assert_int_equal(again, 1);   /* removed, then added back under a new generation */
 }
 
+/* Clearing the listener waits for a call of it that is running, so that its owner (the MQTT
+ * plugin) may free the listener's argument as soon as iothub_registry_on_change(NULL) returns. */
+typedef struct blocking {
+    pthread_mutex_t lock;
+    pthread_cond_t  cond;
+    int             entered, release, cleared;
+    iothub_registry_t *reg;
+} blocking_t;
+
+static void blocking_change(void *arg, const char *id)
+{
+    (void)id;
+    blocking_t *b = arg;
+    pthread_mutex_lock(&b->lock);
+    b->entered = 1;
+    pthread_cond_broadcast(&b->cond);
+    while (!b->release) pthread_cond_wait(&b->cond, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void *clear_listener(void *arg)
+{
+    blocking_t *b = arg;
+    iothub_registry_on_change(b->reg, NULL, NULL);
+    pthread_mutex_lock(&b->lock);
+    b->cleared = 1;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+static void test_registry_listener_clear_waits(void **state)
+{
+    (void)state;
+    char err[512], dir[128];
+    snprintf(dir, sizeof dir, "%s/iothub", g_dir);
+    iothub_t *h = open_hub(0, err, sizeof err);
+    assert_non_null(h);
+    iothub_device_t d;
+    add_device("busy", &d);
+    assert_int_equal(iothub_registry_count(iothub_registry(h)), 1);
+    static blocking_t b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL};
+    b.reg = iothub_registry(h);
+    iothub_registry_on_change(b.reg, blocking_change, &b);
+    assert_int_equal(iothub_registry_regenerate(dir, "busy", 0, &d, err, sizeof err), IOTHUB_REG_OK);
+    pthread_mutex_lock(&b.lock);   /* housekeeping notices the new key and enters the listener */
+    while (!b.entered) pthread_cond_wait(&b.cond, &b.lock);
+    pthread_mutex_unlock(&b.lock);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, clear_listener, &b), 0);
+    usleep(300000);   /* a window in which clearing must not return */
+    pthread_mutex_lock(&b.lock);
+    assert_int_equal(b.cleared, 0);
+    b.release = 1;
+    pthread_cond_broadcast(&b.cond);
+    while (!b.cleared) pthread_cond_wait(&b.cond, &b.lock);
+    pthread_mutex_unlock(&b.lock);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    iothub_close(h);
+}
+
 /* A fake HTTP request: headers and query as NULL-terminated name/value lists. */
 typedef struct fake_req { const char *const *headers; const char *const *query; } fake_req_t;
 
@@ -789,6 +850,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoints, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_hub_open_and_auth, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_registry_change_listener, mk_dir, rm_dir),
+        cmocka_unit_test_setup_teardown(test_registry_listener_clear_waits, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_d2c, mk_dir, rm_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* registry.c — device registry file, its locking and the hub's live view (see registry.h). */
 #include "devhost/iothub/registry.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -408,6 +409,8 @@ struct iothub_registry {
     file_id_t       failed;    /* identity of a file that failed to load (logged once) */
     iothub_registry_change_fn on_change;
     void           *on_change_arg;
+    int             notifying;      /* listener calls in flight (outside the lock) */
+    pthread_cond_t  notified;       /* signalled when notifying drops to 0 */
 };
 
 /* Ids whose identity changed between two views: removed, re-created (new generation) or
@@ -451,6 +454,7 @@ iothub_registry_t *iothub_registry_open(const char *dir, char *err, size_t errle
     }
     sprintf(r->path, "%s/" REG_FILE, dir);
     pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->notified, NULL);
     if (load(dir, &r->devs, &r->n, &r->loaded, err, errlen) != 0) {
         iothub_registry_close(r);
         return NULL;
@@ -463,6 +467,9 @@ void iothub_registry_on_change(iothub_registry_t *r, iothub_registry_change_fn f
     pthread_mutex_lock(&r->lock);
     r->on_change = fn;
     r->on_change_arg = arg;
+    /* A call that copied the previous listener may still be running: once this returns, the
+     * previous listener is never called again, so its owner may free what arg points to. */
+    while (r->notifying) pthread_cond_wait(&r->notified, &r->lock);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -498,9 +505,14 @@ static void notify(iothub_registry_t *r, changed_t *ch)
     pthread_mutex_lock(&r->lock);
     iothub_registry_change_fn fn = r->on_change;
     void *arg = r->on_change_arg;
+    if (fn) r->notifying++;
     pthread_mutex_unlock(&r->lock);
     for (const char *id = ch->ids; fn && id < ch->ids + ch->len; id += strlen(id) + 1) fn(arg, id);
     free(ch->ids);
+    if (!fn) return;
+    pthread_mutex_lock(&r->lock);
+    if (--r->notifying == 0) pthread_cond_broadcast(&r->notified);
+    pthread_mutex_unlock(&r->lock);
 }
 
 int iothub_registry_lookup(iothub_registry_t *r, const char *id, iothub_device_t *out)
@@ -529,7 +541,9 @@ size_t iothub_registry_count(iothub_registry_t *r)
 void iothub_registry_close(iothub_registry_t *r)
 {
     if (!r) return;
+    assert(r->notifying == 0);
     free_devs(r->devs, r->n);
+    pthread_cond_destroy(&r->notified);
     pthread_mutex_destroy(&r->lock);
     free(r->dir);
     free(r->path);

@@ -93,7 +93,8 @@ size_t iothub_registry_count(iothub_registry_t *r);
  * closes that device's connection: its token was checked against the old identity.) */
 typedef void (*iothub_registry_change_fn)(void *arg, const char *device_id);
 
-/* Set (or, with NULL, clear) the change listener. Thread-safe. */
+/* Set (or, with NULL, clear) the change listener. Thread-safe. Returns once no call of the
+ * previous listener is running (so its arg may be freed then); never call it from a listener. */
 void iothub_registry_on_change(iothub_registry_t *r, iothub_registry_change_fn fn, void *arg);
 
 void iothub_registry_close(iothub_registry_t *r);
