@@ -2,7 +2,8 @@
  *
  * Subcommands: `start` runs the function app as `func start` does (host/host.h: the handler,
  * HTTP triggers, bindings, the dashboard folder, the local SignalR Service when needed) with the
- * local IoT Hub plugged in (iothub/iothub_plugin.h: the device API, the eventHubTrigger source);
+ * local IoT Hub plugged in (iothub/iothub_plugin.h: the device API, the eventHubTrigger source;
+ * mqtt/mqtt_plugin.h: the MQTT endpoint, the local CA, --tls);
  * `signalr` runs the local SignalR Service alone (signalr/signalr_service.h); `device ...`
  * manages the local IoT Hub's devices (iothub/device_cli.h). SIGINT/SIGTERM stop `start` and
  * `signalr` gracefully and exit 0. */
@@ -16,6 +17,7 @@
 #include "devhost/host/host.h"
 #include "devhost/iothub/device_cli.h"
 #include "devhost/iothub/iothub_plugin.h"
+#include "devhost/mqtt/mqtt_plugin.h"
 #include "devhost/signalr/signalr_service.h"
 #include "util/log.h"
 #include "util/malloc_tune.h"
@@ -27,6 +29,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: devhost start [--script-root DIR] [--port N] [--cors ORIGINS] [--cors-credentials]\n"
             "                     [--enable-auth] [--data DIR] [--hub NAME] [--partitions N]\n"
+            "                     [--mqtt-port N | --no-mqtt] [--tls]\n"
             "       devhost signalr [--connection-string STR] [--host ADDR] [--port N]\n"
             "                       [--ping-interval-ms N] [--poll-timeout-ms N]\n"
             "                       [--handshake-timeout-ms N] [--request-timeout-ms N]\n"
@@ -42,7 +45,10 @@ static void usage(FILE *f)
             "  authLevel with keys generated once into the data folder (--data, default .devhost/).\n"
             "  The local IoT Hub (--hub NAME, default enviromon; --partitions N, default 4, fixed when the\n"
             "  hub is created) takes devices' telemetry at POST /devices/{id}/messages/events on the same\n"
-            "  port and feeds the eventHubTrigger functions. See docs/devhost.md and docs/iothub.md.\n"
+            "  port and feeds the eventHubTrigger functions, and IoT Hub's MQTT over TLS on --mqtt-port\n"
+            "  (default 8883, 0 for any free port; --no-mqtt for none) with a local CA made in the data\n"
+            "  folder (ca.pem); --tls serves HTTPS instead of HTTP on the port with the same certificate.\n"
+            "  See docs/devhost.md, docs/iothub.md and docs/mqtt.md.\n"
             "\n"
             "signalr: the local Azure SignalR Service (serverless REST API + client endpoint).\n"
             "  The connection string comes from --connection-string, else AzureSignalRConnectionString,\n"
@@ -137,6 +143,7 @@ static int run_start(int argc, char **argv)
 {
     dh_host_opts_t o = {.cors_credentials = -1};
     iothub_plugin_opts_t ho = {0};
+    mqtt_plugin_opts_t mo = {.port = MQTT_PLUGIN_DEFAULT_PORT};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -144,6 +151,8 @@ static int run_start(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
         if (strcmp(a, "--cors-credentials") == 0) { o.cors_credentials = 1; continue; }
         if (strcmp(a, "--enable-auth") == 0 || strcmp(a, "--enableAuth") == 0) { o.enable_auth = 1; continue; }
+        if (strcmp(a, "--tls") == 0) { mo.tls = 1; continue; }
+        if (strcmp(a, "--no-mqtt") == 0) { mo.port = -1; continue; }
         if (!v) { fprintf(stderr, "devhost start: %s needs a value (or is unknown; see devhost --help)\n", a); return 2; }
         if (strcmp(a, "--script-root") == 0) o.script_root = v;
         else if (strcmp(a, "--data") == 0) o.data_dir = v;
@@ -152,6 +161,9 @@ static int run_start(int argc, char **argv)
         else if (strcmp(a, "--port") == 0 || strcmp(a, "-p") == 0) {
             if (parse_num(a, v, 1, 65535, &n)) return 2;
             o.port = (int)n;
+        } else if (strcmp(a, "--mqtt-port") == 0) {
+            if (parse_num(a, v, 0, 65535, &n)) return 2;
+            mo.port = (int)n;
         } else if (strcmp(a, "--partitions") == 0) {
             if (parse_num(a, v, 1, IOTHUB_MAX_PARTITIONS, &n)) return 2;
             ho.partitions = (int)n;
@@ -177,7 +189,8 @@ static int run_start(int argc, char **argv)
     char err[2048];
     int rc = 1;
     dh_host_t *h = dh_host_new(&o, err, sizeof err);
-    if (h && iothub_plugin_attach(h, &ho, err, sizeof err))
+    iothub_t *hub = h ? iothub_plugin_attach(h, &ho, err, sizeof err) : NULL;
+    if (hub && mqtt_plugin_attach(h, hub, &mo, err, sizeof err) == 0)
         rc = dh_host_run(h);
     else
         log_error(NULL, "devhost start: %s", err);

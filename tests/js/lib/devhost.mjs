@@ -4,6 +4,7 @@
 // that processes are gone.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,18 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const devhostBin = process.env.DEVHOST_BIN || path.join(repoRoot, 'build', 'release', 'devhost');
 export const EMULATOR_KEY = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH';
 export const signalrConn = (port, key = EMULATOR_KEY) => `Endpoint=http://localhost;Port=${port};AccessKey=${key};Version=1.0;`;
+
+/** GET url over HTTPS trusting only the CA in caFile; resolves to the parsed JSON body. */
+export function httpsJson(url, caFile) {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca: fs.readFileSync(caFile), servername: 'localhost' }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => { try { resolve(JSON.parse(body)); } catch (e) { reject(e); } });
+    });
+    req.on('error', reject);
+  });
+}
 
 /** A temporary directory removed by cleanup(). */
 export function tempDir(tag) {
@@ -101,16 +114,21 @@ export function descendants(pid) {
   return out;
 }
 
+/** Tests never use the fixed MQTT port 8883 (other test runs may hold it): any free one unless
+ *  the caller chose. */
+const withMqttPort = (args) => (args.includes('--mqtt-port') || args.includes('--no-mqtt') ? args : [...args, '--mqtt-port', '0']);
+
 /**
  * Start `devhost start` for a script root. args: extra arguments; port: the front port (a free
  * one when omitted); data: --data DIR (a new temp dir when omitted); ready: wait for Running.
- * Returns {port, url, data, proc, logs(), exited (promise), exitInfo(), stop(signal), status()}.
+ * Returns {port, url, data, proc, logs(), exited (promise), exitInfo(), stop(signal), status(),
+ * mqttPort() (waits for the MQTT endpoint's start line), ca (data/ca.pem)}.
  */
 export async function startDevhost(root, { args = [], port, data, env = {}, ready = true, readyTimeoutMs = 30000 } = {}) {
   port = port ?? await freePort();
   data = data ?? tempDir('data');
   const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
-  const argv = ['start', '--script-root', root, '--port', String(port), '--data', data, ...args];
+  const argv = ['start', '--script-root', root, '--port', String(port), '--data', data, ...withMqttPort(args)];
   const cmd = wrapper.length ? wrapper[0] : devhostBin;
   const fullArgs = wrapper.length ? [...wrapper.slice(1), devhostBin, ...argv] : argv;
   const proc = spawn(cmd, fullArgs, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -119,8 +137,10 @@ export async function startDevhost(root, { args = [], port, data, env = {}, read
   proc.stderr.on('data', (d) => { out += d; });
   let exitInfo = null;
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => { exitInfo = { code, signal }; resolve(exitInfo); }));
-  const url = `http://127.0.0.1:${port}`;
+  const tls = args.includes('--tls');
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const status = async () => {
+    if (tls) return httpsJson(`${url}/admin/host/status`, path.join(data, 'ca.pem'));
     const r = await fetch(`${url}/admin/host/status`);
     return r.json();
   };
@@ -145,6 +165,12 @@ export async function startDevhost(root, { args = [], port, data, env = {}, read
     },
     exitInfo: () => exitInfo,
     status,
+    ca: path.join(data, 'ca.pem'),
+    async mqttPort(timeoutMs = 10000) {
+      const re = /IoT Hub MQTT: mqtts:\/\/localhost:(\d+)/;
+      await this.waitLog(re, timeoutMs);
+      return Number(re.exec(out)[1]);
+    },
     async stop(signal = 'SIGTERM') {
       if (!exitInfo) proc.kill(signal);
       return exited;
@@ -157,7 +183,7 @@ export async function runDevhostToExit(root, { args = [], timeoutMs = 20000, env
   const port = await freePort();
   const data = tempDir('data');
   const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
-  const argv = ['start', '--script-root', root, '--port', String(port), '--data', data, ...args];
+  const argv = ['start', '--script-root', root, '--port', String(port), '--data', data, ...withMqttPort(args)];
   const proc = spawn(wrapper.length ? wrapper[0] : devhostBin, wrapper.length ? [...wrapper.slice(1), devhostBin, ...argv] : argv,
     { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
