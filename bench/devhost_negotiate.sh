@@ -42,7 +42,7 @@ cp host.json "$WORK/app/" && cp -r Negotiate "$WORK/app/" && ln -s "$HANDLER" "$
 cat >"$WORK/app/local.settings.json" <<JSON
 {"IsEncrypted": false, "Values": {"FUNCTIONS_WORKER_RUNTIME": "custom", "AzureSignalRConnectionString": "$CONN"}}
 JSON
-"$DEVHOST" start --script-root "$WORK/app" --port "$DPORT" --data "$WORK/data" >"$WORK/devhost.log" 2>&1 &
+"$DEVHOST" start --script-root "$WORK/app" --port "$DPORT" --data "$WORK/data" --no-mqtt >"$WORK/devhost.log" 2>&1 &
 DPID=$!
 FUNCTIONS_CUSTOMHANDLER_PORT=$HPORT AzureSignalRConnectionString="$CONN" "$HANDLER" >"$WORK/handler.log" 2>&1 &
 HPID=$!
