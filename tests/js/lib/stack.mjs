@@ -71,7 +71,7 @@ export async function makeStackApp({ tag = 'stack', handler = 'real', values = {
 export async function startStack(opts = {}) {
   const app = await makeStackApp(opts);
   const data = opts.data ?? tempDir('data');
-  const dh = await startDevhost(app.root, { data, args: opts.args ?? [], env: opts.env ?? {} });
+  const dh = await startDevhost(app.root, { data, args: opts.args ?? [], env: opts.env ?? {}, ready: opts.ready ?? true });
   return {
     app, dh, data,
     rows: () => rowsOf(app.conn, app.table, app.pk),
