@@ -25,6 +25,7 @@ int tele_parse_number(const cJSON *v, double *out, char *why, size_t whylen)
 {
     char dummy[8];
     if (!why) { why = dummy; whylen = sizeof dummy; }
+    if (cJSON_IsRaw(v)) { snprintf(why, whylen, "%s", v->valuestring); return -1; }
     if (cJSON_IsNumber(v)) {
         if (!isfinite(v->valuedouble)) { snprintf(why, whylen, "not finite"); return -1; }
         *out = v->valuedouble;
@@ -98,6 +99,7 @@ static void text_field(const cJSON *msg, tele_reading_t *r, const char *const *n
 {
     const cJSON *v = field(msg, names);
     if (!v) return;
+    if (cJSON_IsRaw(v)) { invalid(r, names[0], v->valuestring); return; }
     if (cJSON_IsString(v) && v->valuestring) {
         size_t n = strlen(v->valuestring);
         if (n > TELE_TEXT_MAX) {
@@ -126,15 +128,21 @@ static void text_field(const cJSON *msg, tele_reading_t *r, const char *const *n
     invalid(r, names[0], why);
 }
 
+static const char *const temp[] = {"temperature", "Temperature", "Celsius", NULL};
+static const char *const hum[] = {"humidity", "Humidity", NULL};
+static const char *const pres[] = {"pressure", "Pressure", "hPa", "HPa", NULL};
+static const char *const light[] = {"light", "Light", NULL};
+static const char *const geo[] = {"geo", "Geo", NULL};
+static const char *const msgid[] = {"messageId", "Id", NULL};
+static const char *const devid[] = {"deviceId", "DeviceId", NULL};
+
+const char *const tele_field_names[] = {
+    "temperature", "Temperature", "Celsius", "humidity", "Humidity", "pressure", "Pressure", "hPa", "HPa",
+    "light", "Light", "geo", "Geo", "messageId", "Id", "deviceId", "DeviceId", NULL,
+};
+
 void tele_normalise(const cJSON *msg, tele_reading_t *r)
 {
-    static const char *const temp[] = {"temperature", "Temperature", "Celsius", NULL};
-    static const char *const hum[] = {"humidity", "Humidity", NULL};
-    static const char *const pres[] = {"pressure", "Pressure", "hPa", "HPa", NULL};
-    static const char *const light[] = {"light", "Light", NULL};
-    static const char *const geo[] = {"geo", "Geo", NULL};
-    static const char *const msgid[] = {"messageId", "Id", NULL};
-    static const char *const devid[] = {"deviceId", "DeviceId", NULL};
 
     memset(r, 0, sizeof *r);
     if (!cJSON_IsObject(msg)) {
@@ -149,4 +157,8 @@ void tele_normalise(const cJSON *msg, tele_reading_t *r)
     text_field(msg, r, msgid, TELE_HAS_MSGID, &r->message_id, 1);
     const cJSON *d = field(msg, devid);
     if (d && cJSON_IsString(d) && d->valuestring) r->claimed_device_id = d->valuestring;
+    if (d && cJSON_IsRaw(d)) {
+        r->claimed_bad = 1;
+        invalid(r, devid[0], d->valuestring);
+    }
 }

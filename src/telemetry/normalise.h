@@ -12,7 +12,13 @@
  * The first alias present wins. A field that is absent or JSON null is "not sent" and leaves
  * the stored value alone. Numbers may be JSON numbers or strings holding a decimal number;
  * anything else (booleans, objects, "abc", "NaN", "Infinity", overflow to ±inf) makes the
- * whole message invalid, with a reason. */
+ * whole message invalid, with a reason.
+ *
+ * A value the caller could not hand over as a cJSON string — one holding U+0000, which cJSON
+ * would cut short, or one too long to keep — arrives as a cJSON Raw item whose text is the
+ * reason ("contains a NUL character"); any field holding one makes the message invalid, and
+ * a deviceId holding one is a claim that cannot be used (claimed_bad), never a truncated id
+ * that could pass for another device. */
 #ifndef ENVIROMON_TELEMETRY_NORMALISE_H
 #define ENVIROMON_TELEMETRY_NORMALISE_H
 
@@ -38,9 +44,14 @@ typedef struct tele_reading {
     const char *message_id;              /* borrowed, or msgid_buf, when TELE_HAS_MSGID */
     char        msgid_buf[24];           /* text of an integer message id */
     const char *claimed_device_id;       /* payload deviceId/DeviceId (borrowed) or NULL */
+    int         claimed_bad;             /* the payload's deviceId is unusable (see above) */
     int         invalid;                 /* 1 when the message must not touch the state */
-    char        reason[160];             /* why, when invalid */
+    char        reason[128];             /* why, when invalid */
 } tele_reading_t;
+
+/* Every member name tele_normalise reads, NULL-terminated (a caller that builds msg from a
+ * larger object needs only these). */
+extern const char *const tele_field_names[];
 
 /* Strictly parse a number out of a JSON value: a finite JSON number, or a string holding only
  * a finite decimal number (surrounding blanks allowed). Returns 0 with *out set, or -1 with

@@ -512,7 +512,11 @@ static int pump(jchain_t *c, int k)
     jstream_t *js = &c->lv[k];
     for (;;) {
         js_event_t ev = jstream_next(js);
-        if (ev == JS_NEED_MORE) return 0;
+        if (ev == JS_NEED_MORE) {
+            /* part of a token was read: a caller copying raw bytes needs them */
+            if (js->raw_len && !c->routing[k] && c->fn(c->arg, k, ev, js) != 0) return -1;
+            return 0;
+        }
         if (c->routing[k]) {
             if (ev == JS_STR_CHUNK) {
                 if (!c->dead[k + 1]) {

@@ -108,7 +108,8 @@ int  jcap_feed(jcap_t *c, js_event_t ev, const jstream_t *js);
 /* ---- jchain: JSON inside JSON strings ---- */
 #define JCHAIN_MAX 8
 
-/* Called with every event of the innermost level that is not being unwrapped. level 0 reads
+/* Called with every event of the innermost level that is not being unwrapped (JS_NEED_MORE
+ * only when it consumed part of a token, for jcap). level 0 reads
  * the input; JS_STR_BEGIN at depth 0 of a level below the last announces that the level's
  * value is a string whose content level+1 parses next. JS_ERROR at level k > 0 means that
  * string's content is not JSON (the rest of it is ignored). Return non-zero to abort. */

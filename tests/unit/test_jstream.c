@@ -296,6 +296,7 @@ typedef struct chain_log { buf_t b; int abort_at; int n; } chain_log_t;
 static int on_chain(void *arg, int level, js_event_t ev, jstream_t *js)
 {
     chain_log_t *l = arg;
+    if (ev == JS_NEED_MORE) return 0;
     if (ev == JS_STR_CHUNK) {   /* chunk boundaries depend on the input's: data only */
         buf_append(&l->b, js->chunk, js->chunk_len);
         return 0;

@@ -319,9 +319,14 @@ static void test_device_id_rules(void **state)
     id[0] = '\0';
     for (int i = 0; i < 64; i++) strcat(id, "\xc3\xa9\xc3\xa9");
     assert_true(device_id_valid(id, err, sizeof err));
-    const char *bad[] = {"a/b", "a\\b", "a#b", "a?b", "a\tb", "a\x7f" "b", "a\xc2\x85z", "\xff\xfe"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        if (device_id_valid(bad[i], err, sizeof err)) fail_msg("id %zu accepted", i);
+    /* every id IoT Hub allows, and what Table keys forbid, is a device id now (its RowKey is
+     * encoded); only invalid UTF-8 is not */
+    const char *good[] = {"#hash", "q?", "a/b", "a\\b", "a\tb", "a\x7f" "b", "a\xc2\x85z", "~x",
+                          "-:.+%_#*?!(),=@;$'"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (!device_id_valid(good[i], err, sizeof err)) fail_msg("id %zu refused: %s", i, err);
+    assert_false(device_id_valid("\xff\xfe", err, sizeof err));
+    assert_false(device_id_valid("a\xed\xa0\x80", err, sizeof err));   /* a surrogate */
 
     int spoofed;
     assert_string_equal(device_id_choose("sys", "sys", &spoofed), "sys");
@@ -331,6 +336,79 @@ static void test_device_id_rules(void **state)
     assert_string_equal(device_id_choose(NULL, "payload", &spoofed), "payload");
     assert_false(spoofed);
     assert_null(device_id_choose(NULL, NULL, &spoofed));
+}
+
+static void row_key_round_trip(const char *id, const char *want)
+{
+    char rk[DEVICE_ROW_KEY_MAX], back[DEVICE_ROW_KEY_MAX], why[128];
+    int n = device_row_key(id, rk, sizeof rk);
+    assert_true(n >= 0);
+    assert_int_equal((size_t)n, strlen(rk));
+    if (want) assert_string_equal(rk, want);
+    if (!table_key_valid(rk, why, sizeof why)) fail_msg("RowKey of '%s' is not a table key: %s", id, why);
+    assert_null(strstr(rk, "\xe2\x80\xa8"));
+    assert_null(strstr(rk, "\xe2\x80\xa9"));
+    assert_int_equal(device_id_from_row_key(rk, back, sizeof back), (int)strlen(id));
+    assert_string_equal(back, id);
+}
+
+static void test_row_key_encoding(void **state)
+{
+    (void)state;
+    /* plain ids keep their RowKey: rows written before stay where they are */
+    row_key_round_trip("dev-1_A.b:c", "dev-1_A.b:c");
+    row_key_round_trip("100%", "100%");
+    row_key_round_trip("a%23b", "a%23b");
+    row_key_round_trip("-:.+%_*!(),=@;$'", "-:.+%_*!(),=@;$'");
+    row_key_round_trip("\xc3\xa9t\xc3\xa9", "\xc3\xa9t\xc3\xa9");
+    /* the others are marked with a leading '~' and escaped */
+    row_key_round_trip("#hash", "~~23hash");
+    row_key_round_trip("q?", "~q~3F");
+    row_key_round_trip("a/b\\c", "~a~2Fb~5Cc");
+    row_key_round_trip("a#b", "~a~23b");          /* never the plain "a%23b" or "a~23b" */
+    row_key_round_trip("~x", "~~7Ex");
+    row_key_round_trip("x~", "x~");               /* '~' only matters first or beside an escape */
+    row_key_round_trip("x~#", "~x~7E~23");
+    row_key_round_trip("t\tn\n\x01\x7f", "~t~09n~0A~01~7F");
+    row_key_round_trip("c1\xc2\x85\xc2\x9f", "~c1~85~9F");
+    row_key_round_trip("ls\xe2\x80\xa8ps\xe2\x80\xa9", "~ls~Lps~P");
+    row_key_round_trip("-:.+%_#*?!(),=@;$'", "~-:.+%_~23*~3F!(),=@;$'");   /* all IoT Hub allows */
+    /* the longest id still fits in a key */
+    char id[DEVICE_ID_MAX_CHARS * 3 + 1] = "";
+    for (int i = 0; i < DEVICE_ID_MAX_CHARS; i++) strcat(id, "\xe2\x80\xa8");
+    row_key_round_trip(id, NULL);
+    for (int i = 0; i < DEVICE_ID_MAX_CHARS; i++) id[i] = '#';
+    id[DEVICE_ID_MAX_CHARS] = '\0';
+    row_key_round_trip(id, NULL);
+
+    /* one-to-one over random ids from the troublesome alphabet */
+    const char *alpha[] = {"a", "~", "#", "?", "/", "\\", "%", "2", "3", "F", "L", "P", "\t", "\xc2\x85",
+                           "\xe2\x80\xa8", "\xe2\x80\xa9", "\xc3\xa9"};
+    size_t na = sizeof alpha / sizeof alpha[0];
+    uint64_t rng;
+    occ_rng_seed(&rng, 7);
+    enum { N = 3000 };
+    char (*keys)[DEVICE_ROW_KEY_MAX] = malloc(N * sizeof *keys);
+    char (*ids)[64] = malloc(N * sizeof *ids);
+    for (int i = 0; i < N; i++) {
+        ids[i][0] = '\0';
+        int len = 1 + (int)(occ_rng_next(&rng) % 6);
+        for (int k = 0; k < len; k++) strcat(ids[i], alpha[occ_rng_next(&rng) % na]);
+        row_key_round_trip(ids[i], NULL);
+        device_row_key(ids[i], keys[i], DEVICE_ROW_KEY_MAX);
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++)
+            if (strcmp(ids[i], ids[j]) != 0 && strcmp(keys[i], keys[j]) == 0) fail_msg("'%s' and '%s' share a key", ids[i], ids[j]);
+    free(keys);
+    free(ids);
+
+    /* keys that no id has: malformed or non-canonical escapes */
+    char out[DEVICE_ROW_KEY_MAX];
+    const char *bad[] = {"~a~", "~a~2", "~a~ZZ", "~~41", "~abc", "~a~2f", "~~00", "~~A0x", "ls\xe2\x80\xa8"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (device_id_from_row_key(bad[i], out, sizeof out) >= 0) fail_msg("'%s' decoded to '%s'", bad[i], out);
+    assert_int_equal(device_row_key("#", out, 3), -1);   /* too small */
 }
 
 /* ------------------------------------------------------------------ batch decoding */
@@ -345,7 +423,7 @@ static const char *WIRE =
     "\"EnqueuedTimeUtcArray\":\"[\\\"2026-01-02T03:04:05.1234567\\\",\\\"2026-01-02T13:04:05+10:00\\\","
     "\\\"bad\\\",\\\"2026-01-02T03:04:05Z\\\",\\\"2026-01-02T03:04:05.123456789\\\",\\\"2026-01-02 03:04:05\\\"]\","
     "\"SystemPropertiesArray\":\"[{\\\"iothub-connection-device-id\\\":\\\"dev1\\\"},"
-    "{\\\"iothub-connection-device-id\\\":\\\"dev1\\\"},{},{\\\"iothub-connection-device-id\\\":\\\"a/b\\\"},"
+    "{\\\"iothub-connection-device-id\\\":\\\"dev1\\\"},{},{\\\"iothub-connection-device-id\\\":\\\"a\\\\u0000b\\\"},"
     "{\\\"iothub-connection-device-id\\\":\\\"dev2\\\",\\\"SequenceNumber\\\":77},{}]\"}}";
 
 static void test_batch_wire_form(void **state)
@@ -375,8 +453,9 @@ static void test_batch_wire_form(void **state)
     assert_true(b.ev[2].rejected);
     assert_non_null(strstr(b.ev[2].reject_reason, "array"));
     assert_string_equal(b.ev[2].enqueued, "");
-    /* 3: forbidden character in the authenticated id: rejected; null sequence number */
+    /* 3: a NUL in the authenticated id: rejected (never cut to "a"); null sequence number */
     assert_true(b.ev[3].rejected);
+    assert_non_null(strstr(b.ev[3].reject_reason, "NUL"));
     assert_false(b.ev[3].has_seq);
     /* 4: plain reading from dev2 */
     assert_false(b.ev[4].rejected);
@@ -710,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_validation_bounds),
         cmocka_unit_test(test_backoff_range),
         cmocka_unit_test(test_device_id_rules),
+        cmocka_unit_test(test_row_key_encoding),
         cmocka_unit_test(test_batch_wire_form),
         cmocka_unit_test(test_batch_decoded_forms_and_errors),
         cmocka_unit_test(test_batch_bad_decoded_sequence_numbers),
