@@ -32,7 +32,8 @@ int table_key_escape(buf_t *b, const char *key);
 int table_name_valid(const char *name, char *err, size_t errlen);
 
 /* Append the entity's JSON for a write request. Properties named "odata.*" (metadata
- * from a previous read) are left out. Returns 0 or -1 (OOM / not an object). */
+ * from a previous read) are left out; U+2028/U+2029 are written as \u escapes (Azurite's
+ * $batch parser mishandles them raw). Returns 0 or -1 (OOM / not an object). */
 int table_entity_print(buf_t *b, const struct cJSON *entity);
 
 /* Fetch and validate the PartitionKey and RowKey of an entity. Returns 0, or -1 with a

@@ -204,9 +204,26 @@ int table_entity_print(buf_t *b, const cJSON *entity)
         cJSON_Delete(view);
     }
     if (!s) return -1;
-    int rc = buf_puts(b, s);
+    /* U+2028 and U+2029 are valid raw in JSON strings, but Azurite's $batch parser cuts lines
+     * at them (a body holding one was refused or, in a key, written to the wrong row): write
+     * them escaped, as JSON allows anywhere. Everything else cJSON writes raw was checked
+     * against Azurite (tests/integration/test_table_azurite.c). */
+    int rc = 0;
+    const char *p = s, *q;
+    while ((q = strstr(p, "\xe2\x80")) != NULL) {
+        unsigned char third = (unsigned char)q[2];
+        if (third == 0xA8 || third == 0xA9) {
+            rc |= buf_append(b, p, (size_t)(q - p));
+            rc |= buf_puts(b, third == 0xA8 ? "\\u2028" : "\\u2029");
+            p = q + 3;
+        } else {
+            rc |= buf_append(b, p, (size_t)(q - p) + 2);   /* another character: copy its lead bytes */
+            p = q + 2;
+        }
+    }
+    rc |= buf_puts(b, p);
     cJSON_free(s);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 /* ---- typed properties -------------------------------------------------------------------- */

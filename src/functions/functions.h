@@ -19,16 +19,21 @@
 /* Access-token lifetime Negotiate mints when no binding value arrives (the SDK default). */
 #define FN_TOKEN_LIFETIME_S 3600
 
-/* Negotiate (route "negotiate"): {"url","accessToken"} for the SignalR client — the
- * signalRConnectionInfo binding value when the host supplies one, else a token minted from
- * AzureSignalRConnectionString (aud = client audience, 1 h, nameid from the
- * x-ms-client-principal-id header); 500 naming the missing setting when neither works. */
+/* Negotiate (route "negotiate", anonymous): {"url","accessToken"} for the SignalR client —
+ * the signalRConnectionInfo binding value when the host supplies one, else a token minted
+ * from AzureSignalRConnectionString (aud = client audience, 1 h, nameid from the
+ * x-ms-client-principal-id header); when neither works a generic 500 with the invocation id
+ * (the log names the setting and what is wrong with it). */
 int negotiate_run(invocation_t *inv, app_t *app);
 
-/* GetDeviceState (route "getdevicestate"): every DeviceState row of the configured
- * partition as the device objects of telemetry/device_view.h, sorted by device id;
- * ?deviceId= selects one (404 when unknown). The array is also broadcast as newMessage
- * unless ?broadcast=false. Storage failure → 503. */
+/* GetDeviceState (route "getdevicestate", anonymous): every DeviceState row of the
+ * configured partition as the device objects of telemetry/device_view.h, sorted by device
+ * id; ?deviceId= selects one (found under its encoded RowKey, 404 when unknown) and
+ * broadcasts it. The whole snapshot is also broadcast as newMessage unless ?broadcast=false,
+ * at most once per SnapshotBroadcastSeconds per process (within the window the answer is
+ * HTTP only: with many devices a snapshot is megabytes to every dashboard). Storage failure
+ * → 503. Errors tell the anonymous caller only what it can act on and the invocation id;
+ * endpoints, table names and client errors go to the log. */
 int get_device_state_run(invocation_t *inv, app_t *app);
 
 /* SendSignalr (route "SendSignalrMessage"): the request body, a JSON object or array of at

@@ -2,16 +2,23 @@
  *
  * Owns reading the DeviceState partition (all pages, through the shared table client),
  * turning rows into the same device objects EventTrigger pushes (telemetry/device_view.h),
- * sorting them by device id, the ?deviceId= single-device form, and the compatibility
- * broadcast of the snapshot as newMessage (the original dashboard expected it over SignalR).
- * Stateless apart from the thread-safe table client, hence thread-safe. */
+ * sorting them by device id, the ?deviceId= single-device form (found under the device's
+ * encoded RowKey, telemetry/device_id.h), and the compatibility broadcast of the snapshot as
+ * newMessage (the original dashboard expected it over SignalR), throttled per process to one
+ * per SnapshotBroadcastSeconds. The function is anonymous: its errors say what the caller can
+ * act on plus the invocation id, and the detail (endpoint, table, client error) is logged.
+ * Thread-safe: the table client is, and the throttle is one atomic. */
 #include "functions/functions.h"
 
 #include "azure/table.h"
+#include "telemetry/calibrate.h"
+#include "telemetry/device_id.h"
 #include "telemetry/device_view.h"
 #include "util/buf.h"
 
 #include <cjson/cJSON.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -118,31 +125,54 @@ oom:
     return -1;
 }
 
-/* Answer a storage failure as 503 with what the table client said (never a secret). */
-static int storage_error(invocation_t *inv, app_t *app, const table_result_t *res)
+/* Answer a storage failure as a generic 503; what the table client said goes to the log
+ * (it names the endpoint and the table, which anonymous callers have no business seeing). */
+static int storage_error(invocation_t *inv, app_t *app, const char *detail)
 {
-    return inv_http_error(inv, "res", 503, "device state is unavailable: table %s: %s (%s)",
-                          app->cfg.device_state_table, res->message[0] ? res->message : "storage error",
-                          table_status_name(res->status));
+    log_error(&inv->log, "device state is unavailable: table %s: %s", app->cfg.device_state_table, detail);
+    return inv_http_error(inv, "res", 503, "device state is unavailable right now; try again later (invocation %s)",
+                          inv->invocation_id);
+}
+
+static int storage_result_error(invocation_t *inv, app_t *app, const table_result_t *res)
+{
+    char detail[400];
+    snprintf(detail, sizeof detail, "%s (%s)", res->message[0] ? res->message : "storage error",
+             table_status_name(res->status));
+    return storage_error(inv, app, detail);
+}
+
+/* May this request broadcast the whole snapshot? At most once per SnapshotBroadcastSeconds
+ * per process; the first caller in a window wins it. */
+static int broadcast_allowed(invocation_t *inv, app_t *app)
+{
+    long long window = (long long)app->cfg.snapshot_broadcast_s * 1000, now = tele_now_ms();
+    if (window <= 0) return 1;
+    long long last = atomic_load(&app->snapshot_broadcast_ms);
+    while (last == 0 || now - last >= window) {
+        if (atomic_compare_exchange_weak(&app->snapshot_broadcast_ms, &last, now)) return 1;
+    }
+    log_info(&inv->log, "snapshot not broadcast: the last broadcast was %lld ms ago (SnapshotBroadcastSeconds=%d); "
+             "answered over HTTP only", now - last, app->cfg.snapshot_broadcast_s);
+    return 0;
 }
 
 static int one_device(invocation_t *inv, app_t *app, const char *device_id, int do_broadcast)
 {
-    char why[128];
-    if (!table_key_valid(device_id, why, sizeof why))
+    char why[128], rk[DEVICE_ROW_KEY_MAX];
+    if (!device_id_valid(device_id, why, sizeof why))
         return inv_http_error(inv, "res", 400, "?deviceId= is not a valid device id: %s", why);
+    if (device_row_key(device_id, rk, sizeof rk) < 0)
+        return inv_http_error(inv, "res", 400, "?deviceId= is not a valid device id");
     cJSON *row = NULL;
     table_result_t res;
     table_status_t st = table_get_entity(app->tables, app->cfg.device_state_table, app->cfg.partition_key,
-                                         device_id, NULL, &row, NULL, &res);
-    if (st == TABLE_NOT_FOUND)
-        return inv_http_error(inv, "res", 404, "no device '%s' in partition '%s'", device_id,
-                              app->cfg.partition_key);
-    if (st != TABLE_OK) return storage_error(inv, app, &res);
+                                         rk, NULL, &row, NULL, &res);
+    if (st == TABLE_NOT_FOUND) return inv_http_error(inv, "res", 404, "no device '%s'", device_id);
+    if (st != TABLE_OK) return storage_result_error(inv, app, &res);
     cJSON *dev = device_view_from_row(row);
     cJSON_Delete(row);
-    if (!dev) return inv_http_error(inv, "res", 404, "no device '%s' in partition '%s'", device_id,
-                                    app->cfg.partition_key);
+    if (!dev) return inv_http_error(inv, "res", 404, "no device '%s'", device_id);
     int rc = inv_http_json(inv, "res", 200, dev);
     if (rc == 0 && do_broadcast) {
         cJSON *arr = cJSON_CreateArray();
@@ -173,7 +203,7 @@ static int all_devices(invocation_t *inv, app_t *app, int do_broadcast)
         /* No table yet: no device has reported. That is an empty snapshot, not an outage. */
         log_info(&inv->log, "table %s does not exist yet: no devices", app->cfg.device_state_table);
     } else if (st != TABLE_OK) {
-        rc = storage_error(inv, app, &res);
+        rc = storage_result_error(inv, app, &res);
         goto out;
     }
     if (c.skipped) log_warn(&inv->log, "%zu rows without DeviceId/RowKey skipped", c.skipped);
@@ -193,6 +223,7 @@ static int all_devices(invocation_t *inv, app_t *app, int do_broadcast)
     text = cJSON_PrintUnformatted(arr);
     if (!text) goto out;
     rc = inv_http_response(inv, "res", 200, "application/json", text);
+    if (rc == 0 && do_broadcast) do_broadcast = broadcast_allowed(inv, app);
     if (rc == 0 && do_broadcast) rc = broadcast(inv, arr, strlen(text));
     if (rc == 0) log_info(&inv->log, "snapshot: %d devices%s", cJSON_GetArraySize(arr), do_broadcast ? ", broadcast" : "");
 out:
@@ -210,8 +241,7 @@ int get_device_state_run(invocation_t *inv, app_t *app)
     int do_broadcast = !(cJSON_IsObject(req) && is_false(http_req_query(req, "broadcast")));
     int rc;
     if (!app->tables) {
-        rc = inv_http_error(inv, "res", 503, "device state is unavailable: %s",
-                            app->tables_error[0] ? app->tables_error : "no storage configured");
+        rc = storage_error(inv, app, app->tables_error[0] ? app->tables_error : "no storage configured");
     } else if (device_id) {
         if (!*device_id) rc = inv_http_error(inv, "res", 400, "?deviceId= must not be empty");
         else rc = one_device(inv, app, device_id, do_broadcast);

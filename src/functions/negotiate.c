@@ -54,14 +54,15 @@ int negotiate_run(invocation_t *inv, app_t *app)
     }
 
     if (!app->signalr) {
-        if (!app->cfg.signalr_connection || !*app->cfg.signalr_connection) {
-            if (inv_http_error(inv, "res", 500,
-                               "SignalR is not configured: no signalRConnectionInfo binding value arrived "
-                               "and the AzureSignalRConnectionString setting is not set") != 0)
-                goto oom;
-        } else if (inv_http_error(inv, "res", 500, "%s", app->signalr_error) != 0) {
-            goto oom; /* signalr_error never contains the key (signalr_token.h) */
-        }
+        /* the detail quotes configuration (the endpoint): for the log, not the caller */
+        if (!app->cfg.signalr_connection || !*app->cfg.signalr_connection)
+            log_error(&inv->log, "SignalR is not configured: no signalRConnectionInfo binding value arrived and the "
+                      "AzureSignalRConnectionString setting is not set");
+        else
+            log_error(&inv->log, "%s", app->signalr_error);   /* never contains the key (signalr_token.h) */
+        if (inv_http_error(inv, "res", 500, "negotiation is unavailable: the function app's SignalR configuration is "
+                           "missing or invalid (invocation %s)", inv->invocation_id) != 0)
+            goto oom;
         return 0;
     }
     const sr_conn_t *c = app->signalr;

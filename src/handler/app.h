@@ -6,6 +6,8 @@
 #ifndef ENVIROMON_APP_H
 #define ENVIROMON_APP_H
 
+#include <stdatomic.h>
+
 #include "util/config.h"
 
 struct table_client;
@@ -24,14 +26,29 @@ typedef struct app {
     char                 *signalr_client_aud; /* its token audience (no port) */
     struct calib_cache   *calib;      /* EventTrigger calibration cache (may be NULL) */
     struct etag_cache    *etags;      /* EventTrigger device ETag/state cache (may be NULL) */
+    atomic_llong          snapshot_broadcast_ms; /* GetDeviceState's last broadcast (monotonic ms), 0: none */
 } app_t;
 
 /* A function body. Returns 0 on success; on failure calls inv_fail() and returns -1. */
 typedef int (*function_fn)(struct invocation *inv, app_t *app);
 
+/* How a function that reads its request body as it arrives takes it (EventTrigger: the
+ * host's largest batches are far larger than the handler should hold in memory). The server
+ * opens a reader per request, feeds it every chunk, and hands it to the function in
+ * inv->body_reader once the body is complete; the invocation's Data and Metadata are then
+ * empty. Such bodies are limited by ENVIROMON_MAX_BATCH_BYTES instead of
+ * ENVIROMON_MAX_BODY_BYTES. */
+typedef struct body_reader {
+    void       *(*open)(void);                              /* NULL when out of memory */
+    int         (*feed)(void *rd, const char *p, size_t n); /* 0, or -1: the body is refused */
+    const char *(*error)(void *rd, int *oom);               /* why feed refused it */
+    void        (*close)(void *rd);
+} body_reader_t;
+
 typedef struct function_entry {
-    const char *name;     /* route: POST /<name>, matched case-insensitively */
-    function_fn fn;
+    const char          *name;     /* route: POST /<name>, matched case-insensitively */
+    function_fn          fn;
+    const body_reader_t *reader;   /* NULL: the body is parsed as one JSON document first */
 } function_entry_t;
 
 /* The registered functions (functions/registry.c), terminated by {NULL, NULL}. */

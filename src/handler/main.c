@@ -2,8 +2,9 @@
  *
  * The Functions host starts it with FUNCTIONS_CUSTOMHANDLER_PORT set and the app settings
  * in the environment, polls GET / until it answers, then POSTs invocations. This file only
- * wires things together: settings → app state → server, and a clean exit on SIGTERM/SIGINT
- * (stop accepting, finish in-flight invocations, exit 0). */
+ * wires things together: settings → app state → server, a clean exit on SIGTERM/SIGINT
+ * (stop accepting, finish in-flight invocations, exit 0), and handing freed memory back to the
+ * system when idle. */
 #include "handler/app.h"
 #include "protocol/server.h"
 #include "util/log.h"
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #define DRAIN_MS 30000 /* how long in-flight invocations may take to finish on shutdown */
+#define IDLE_TRIM_S 1  /* idle this long (no request finished, none in flight): malloc_trim */
 
 static void usage(void)
 {
@@ -67,8 +69,21 @@ int main(int argc, char **argv)
     }
     log_info(NULL, "Enviromon handler listening on 127.0.0.1:%d", app.cfg.port);
 
-    int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {}
+    /* Wait for a stop signal; meanwhile give freed memory back to the system once the handler
+     * has been idle for a second (a burst of large batches must not leave the RSS up). */
+    int sig = -1;
+    unsigned long seen = server_activity(srv), trimmed = seen;
+    while (sig < 0) {
+        struct timespec tick = {IDLE_TRIM_S, 0};
+        sig = sigtimedwait(&stop, NULL, &tick);
+        if (sig >= 0) break;
+        unsigned long now = server_activity(srv);
+        if (now == seen && now != trimmed && server_inflight(srv) == 0) {
+            malloc_trim(0);
+            trimmed = now;
+        }
+        seen = now;
+    }
     log_info(NULL, "received %s: finishing in-flight invocations", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     server_stop(srv, DRAIN_MS);
     app_free(&app);

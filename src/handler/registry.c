@@ -9,9 +9,9 @@
 #include "telemetry/event_trigger.h"
 
 const function_entry_t app_functions[] = {
-    {"EventTrigger", event_trigger_run},
-    {"Negotiate", negotiate_run},
-    {"GetDeviceState", get_device_state_run},
-    {"SendSignalr", send_signalr_run},
-    {NULL, NULL},
+    {"EventTrigger", event_trigger_run, &event_trigger_reader},
+    {"Negotiate", negotiate_run, NULL},
+    {"GetDeviceState", get_device_state_run, NULL},
+    {"SendSignalr", send_signalr_run, NULL},
+    {NULL, NULL, NULL},
 };

@@ -24,6 +24,7 @@ typedef struct invocation {
     struct cJSON *metadata;       /* request.Metadata (object, borrowed; may be empty) */
     struct cJSON *outputs;        /* response Outputs (object, owned until the response) */
     struct cJSON *return_value;   /* response ReturnValue or NULL (owned) */
+    void         *body_reader;    /* a streaming function's reader state (app.h), else NULL */
     log_ctx_t     log;            /* lines for the response's Logs */
     int           fail_status;    /* HTTP status to answer when the function fails (default 500) */
     char          fail_message[512];

@@ -27,12 +27,18 @@ struct server {
     struct MHD_Daemon *daemon;
     app_t             *app;
     atomic_int         inflight;
+    atomic_ulong       completed;   /* requests finished, for idle detection */
 };
 
 /* Per-request state, created on the first access-handler call. */
 typedef struct request_state {
-    buf_t  body;
-    int    too_large;   /* the body passed max_body_bytes: drain it, then answer 413 */
+    buf_t                   body;
+    size_t                  received;
+    int                     too_large;  /* the body passed its limit: drain it, then answer 413 */
+    int                     counted;    /* in server->inflight (only once the body is complete) */
+    const function_entry_t *streamed;   /* a function reading its body as it arrives */
+    void                   *reader;     /* its reader state */
+    int                     refused;    /* the reader refused the body: drain it, then answer */
 } request_state_t;
 
 static MHD_Result_t send_json(struct MHD_Connection *conn, unsigned int status, char *body_owned)
@@ -95,6 +101,53 @@ static void describe_parse_error(const char *text, size_t len, const char *at, c
     snprintf(out, outlen, "invalid JSON at line %d, column %d (byte %zu), near '%s'", line, col, off, excerpt);
 }
 
+/* Call f with a complete invocation (takes ownership of req) and answer. */
+static MHD_Result_t invoke(server_t *srv, struct MHD_Connection *conn, const function_entry_t *f, cJSON *req,
+                           void *reader)
+{
+    const char *inv_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Azure-Functions-InvocationId");
+    invocation_t inv;
+    char err[256];
+    if (inv_init(&inv, f->name, inv_id, req, err, sizeof err) != 0) {
+        inv_free(&inv);
+        return send_error(conn, MHD_HTTP_BAD_REQUEST, "%s: %s", f->name, err);
+    }
+    inv.body_reader = reader;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = f->fn(&inv, srv->app);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
+    log_debug(NULL, "%s invocation %s finished in %ld ms (rc=%d)", f->name, inv.invocation_id, ms, rc);
+    MHD_Result_t ret;
+    if (rc == 0) {
+        ret = send_json(conn, MHD_HTTP_OK, inv_render_response(&inv));
+    } else {
+        if (!inv.fail_message[0]) snprintf(inv.fail_message, sizeof inv.fail_message, "%s failed", f->name);
+        ret = send_json(conn, (unsigned)inv.fail_status, inv_render_failure(&inv));
+    }
+    inv_free(&inv);
+    return ret;
+}
+
+/* A streamed body is complete: answer the reader's refusal, or run the function. */
+static MHD_Result_t run_streamed(server_t *srv, struct MHD_Connection *conn, request_state_t *st)
+{
+    const function_entry_t *f = st->streamed;
+    if (st->received == 0)
+        return send_error(conn, MHD_HTTP_BAD_REQUEST,
+                          "empty request body: expected {\"Data\":{...},\"Metadata\":{...}}");
+    if (!st->reader || st->refused) {
+        int oom = !st->reader;
+        const char *why = st->reader ? f->reader->error(st->reader, &oom) : "out of memory";
+        /* out of memory is transient: the host retries; anything else is the body's fault */
+        return send_error(conn, oom ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST, "%s: %s", f->name, why);
+    }
+    cJSON *req = cJSON_CreateObject();
+    if (!req) return send_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "%s: out of memory", f->name);
+    return invoke(srv, conn, f, req, st->reader);
+}
+
 static MHD_Result_t run_function(server_t *srv, struct MHD_Connection *conn, const function_entry_t *f,
                                  request_state_t *st)
 {
@@ -118,29 +171,7 @@ static MHD_Result_t run_function(server_t *srv, struct MHD_Connection *conn, con
         }
     }
     buf_free(&st->body); /* the tree is all we need from here on */
-
-    const char *inv_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Azure-Functions-InvocationId");
-    invocation_t inv;
-    char err[256];
-    if (inv_init(&inv, f->name, inv_id, req, err, sizeof err) != 0) {
-        inv_free(&inv);
-        return send_error(conn, MHD_HTTP_BAD_REQUEST, "%s: %s", f->name, err);
-    }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = f->fn(&inv, srv->app);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    long ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
-    log_debug(NULL, "%s invocation %s finished in %ld ms (rc=%d)", f->name, inv.invocation_id, ms, rc);
-    MHD_Result_t ret;
-    if (rc == 0) {
-        ret = send_json(conn, MHD_HTTP_OK, inv_render_response(&inv));
-    } else {
-        if (!inv.fail_message[0]) snprintf(inv.fail_message, sizeof inv.fail_message, "%s failed", f->name);
-        ret = send_json(conn, (unsigned)inv.fail_status, inv_render_failure(&inv));
-    }
-    inv_free(&inv);
-    return ret;
+    return invoke(srv, conn, f, req, NULL);
 }
 
 static MHD_Result_t on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -153,33 +184,54 @@ static MHD_Result_t on_request(void *cls, struct MHD_Connection *conn, const cha
     if (!st) {
         st = calloc(1, sizeof *st);
         if (!st) return MHD_NO;
-        atomic_fetch_add(&srv->inflight, 1);
         *con_cls = st;
+        char path[80];
+        snprintf(path, sizeof path, "%s", url);
+        for (char *c = path; *c; c++) if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+        log_debug(NULL, "%s %s: headers received", method, path);
+        /* Not in flight yet: a client that sends headers and then stalls must not hold up
+         * shutdown. It counts once its body is complete. */
+        const function_entry_t *f = strcmp(method, "POST") == 0 ? find_function(url) : NULL;
+        if (f && f->reader) {
+            st->streamed = f;
+            st->reader = f->reader->open();   /* NULL: out of memory, answered at the end */
+            return MHD_YES;
+        }
         /* One allocation for the whole body when its size is announced (and allowed). */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
         if (announced && announced <= srv->app->cfg.max_body_bytes) (void)buf_reserve(&st->body, (size_t)announced);
         return MHD_YES; /* wait for the body (or its absence) */
     }
+    size_t limit = st->streamed ? srv->app->cfg.max_batch_bytes : srv->app->cfg.max_body_bytes;
     if (*upload_data_size) {
-        if (!st->too_large) {
-            if (st->body.len + *upload_data_size > srv->app->cfg.max_body_bytes) {
-                st->too_large = 1;
-                buf_free(&st->body);
-            } else if (buf_append(&st->body, upload_data, *upload_data_size) != 0) {
-                st->too_large = 1; /* out of memory: treat like an oversized body */
-                buf_free(&st->body);
-            }
-        }
+        size_t n = *upload_data_size;
         *upload_data_size = 0;
+        if (st->too_large) return MHD_YES;
+        if (st->received + n > limit) {
+            st->too_large = 1;
+            buf_free(&st->body);
+            return MHD_YES;
+        }
+        st->received += n;
+        if (st->streamed) {
+            if (st->reader && !st->refused && st->streamed->reader->feed(st->reader, upload_data, n) != 0)
+                st->refused = 1;
+        } else if (buf_append(&st->body, upload_data, n) != 0) {
+            st->too_large = 1; /* out of memory: treat like an oversized body */
+            buf_free(&st->body);
+        }
         return MHD_YES;
     }
 
-    /* The whole request is in. */
+    /* The whole request is in: from here on it is in flight (shutdown waits for it). */
+    if (!st->counted) {
+        st->counted = 1;
+        atomic_fetch_add(&srv->inflight, 1);
+    }
     if (st->too_large)
-        return send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE,
-                          "request body exceeds the %zu-byte limit (setting ENVIROMON_MAX_BODY_BYTES)",
-                          srv->app->cfg.max_body_bytes);
+        return send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds the %zu-byte limit (setting %s)",
+                          limit, st->streamed ? "ENVIROMON_MAX_BATCH_BYTES" : "ENVIROMON_MAX_BODY_BYTES");
     if (strcmp(url, "/") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
         return send_json(conn, MHD_HTTP_OK, strdup("{\"status\":\"ready\"}"));
     const function_entry_t *f = find_function(url);
@@ -192,6 +244,7 @@ static MHD_Result_t on_request(void *cls, struct MHD_Connection *conn, const cha
     if (strcmp(method, "POST") != 0)
         return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                           "%s: the Functions host invokes functions with POST, not %s", f->name, method);
+    if (st->streamed) return run_streamed(srv, conn, st);
     return run_function(srv, conn, f, st);
 }
 
@@ -203,7 +256,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     server_t *srv = cls;
     request_state_t *st = *con_cls;
     if (!st) return;
-    atomic_fetch_sub(&srv->inflight, 1); /* every state was counted when it was made */
+    if (st->counted) atomic_fetch_sub(&srv->inflight, 1);
+    atomic_fetch_add(&srv->completed, 1);
+    if (st->reader) st->streamed->reader->close(st->reader);
     buf_free(&st->body);
     free(st);
     *con_cls = NULL;
@@ -225,6 +280,7 @@ server_t *server_start(app_t *app, char *err, size_t errlen)
     if (!srv) { snprintf(err, errlen, "out of memory"); return NULL; }
     srv->app = app;
     atomic_init(&srv->inflight, 0);
+    atomic_init(&srv->completed, 0);
 
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
@@ -253,6 +309,8 @@ server_t *server_start(app_t *app, char *err, size_t errlen)
 }
 
 int server_inflight(const server_t *srv) { return atomic_load(&srv->inflight); }
+
+unsigned long server_activity(const server_t *srv) { return atomic_load(&srv->completed); }
 
 void server_stop(server_t *srv, int drain_ms)
 {

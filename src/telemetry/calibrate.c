@@ -18,9 +18,8 @@ typedef struct calib_entry {
 
 struct calib_cache {
     pthread_mutex_t lock;
-    devmap_t       *map;
+    devmap_t       *map;   /* LRU-bounded */
     int             ttl_s;
-    size_t          max_entries;
 };
 
 long long tele_now_ms(void)
@@ -68,10 +67,9 @@ calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries)
     calib_cache_t *cc = calloc(1, sizeof *cc);
     if (!cc) return NULL;
     if (pthread_mutex_init(&cc->lock, NULL) != 0) { free(cc); return NULL; }
-    cc->map = devmap_new(sizeof(calib_entry_t));
+    cc->map = devmap_new(max_entries ? max_entries : 1);
     if (!cc->map) { pthread_mutex_destroy(&cc->lock); free(cc); return NULL; }
     cc->ttl_s = ttl_s < 0 ? 0 : ttl_s;
-    cc->max_entries = max_entries ? max_entries : 1;
     return cc;
 }
 
@@ -88,7 +86,7 @@ int calib_cache_peek(calib_cache_t *cc, const char *device_id, long long now_ms,
     int hit = 0;
     if (!cc) return 0;
     pthread_mutex_lock(&cc->lock);
-    calib_entry_t *e = devmap_get(cc->map, device_id);
+    calib_entry_t *e = devmap_get(cc->map, device_id, NULL);
     if (e && now_ms - e->loaded_ms < (long long)cc->ttl_s * 1000 && now_ms >= e->loaded_ms) {
         *out = e->calib;
         hit = 1;
@@ -102,31 +100,28 @@ void calib_cache_store(calib_cache_t *cc, const char *device_id, long long now_m
     if (!cc || cc->ttl_s == 0) return;
     calib_entry_t e = {*c, now_ms};
     pthread_mutex_lock(&cc->lock);
-    if (devmap_count(cc->map) >= cc->max_entries && !devmap_get(cc->map, device_id))
-        devmap_clear(cc->map);   /* bounded memory: hostile id floods only cost re-reads */
-    (void)devmap_put(cc->map, device_id, &e);   /* out of memory: simply not cached */
+    /* bounded (least recently used out): hostile id floods only cost re-reads */
+    (void)devmap_put(cc->map, device_id, &e, sizeof e);   /* out of memory: simply not cached */
     pthread_mutex_unlock(&cc->lock);
 }
 
 int calib_lookup(calib_cache_t *cc, table_client_t *tc, const char *table, const char *partition_key,
-                 const char *device_id, tele_calib_t *out, int *unavailable, char *err, size_t errlen)
+                 const char *device_id, const char *row_key, tele_calib_t *out, char *err, size_t errlen)
 {
     long long now = tele_now_ms();
-    if (unavailable) *unavailable = 0;
     if (cc && calib_cache_peek(cc, device_id, now, out)) return 0;
     memset(out, 0, sizeof *out);
     if (!tc) return 0;
     cJSON *entity = NULL;
     table_result_t res;
-    table_status_t st = table_get_entity(tc, table, partition_key, device_id, NULL, &entity, NULL, &res);
+    table_status_t st = table_get_entity(tc, table, partition_key, row_key, NULL, &entity, NULL, &res);
     if (st == TABLE_OK) {
         tele_calib_from_entity(entity, out);
         cJSON_Delete(entity);
     } else if (st != TABLE_NOT_FOUND) {
-        if (unavailable) *unavailable = (st == TABLE_UNAVAILABLE);
         snprintf(err, errlen, "reading calibration of device '%.128s' from table %s: %s (%s)",
                  device_id, table, table_status_name(st), res.message);
-        return -1;
+        return (int)st;
     }
     if (cc) calib_cache_store(cc, device_id, now, out);
     return 0;

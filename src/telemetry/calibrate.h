@@ -2,7 +2,7 @@
  *
  * Owns the Calibration table lookups: calibrated = value * slope + intercept for temperature,
  * humidity and pressure, from the device's Calibration row (PartitionKey setting, RowKey =
- * device id; columns TemperatureSlope, TemperatureYIntercept, HumiditySlope,
+ * the device's RowKey, device_id.h; columns TemperatureSlope, TemperatureYIntercept, HumiditySlope,
  * HumidityYIntercept, PressureSlope, PressureYIntercept). A quantity whose slope or
  * intercept is missing passes through unchanged (as in the original).
  *
@@ -38,8 +38,8 @@ void tele_calibrate(const tele_calib_t *c, const tele_reading_t *raw, tele_readi
 /* Read a Calibration entity (cJSON, typed or bare numbers) into *c (found = 1). */
 void tele_calib_from_entity(const struct cJSON *entity, tele_calib_t *c);
 
-/* ttl_s: seconds an entry stays good (0 = never cache). max_entries bounds memory (the cache
- * is emptied when full). NULL when out of memory. */
+/* ttl_s: seconds an entry stays good (0 = never cache). max_entries bounds memory (the least
+ * recently used device makes room). NULL when out of memory. */
 calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries);
 void calib_cache_free(calib_cache_t *cc);
 
@@ -49,12 +49,13 @@ int  calib_cache_peek(calib_cache_t *cc, const char *device_id, long long now_ms
 /* Store a result (found or not) loaded at now_ms. */
 void calib_cache_store(calib_cache_t *cc, const char *device_id, long long now_ms, const tele_calib_t *c);
 
-/* The calibration of device_id: from the cache, else read from the Calibration table and
- * cached (a missing row or table is cached as "none"). Returns 0, or -1 when storage failed
- * (message in err; nothing cached), in which case the caller must not use *out. */
+/* The calibration of device_id (its row under row_key): from the cache, else read from the
+ * Calibration table and cached (a missing row or table is cached as "none"). Returns 0, or
+ * the failing table status (message in err; nothing cached), in which case the caller must
+ * not use *out. */
 int  calib_lookup(calib_cache_t *cc, struct table_client *tc, const char *table,
-                  const char *partition_key, const char *device_id, tele_calib_t *out,
-                  int *unavailable, char *err, size_t errlen);
+                  const char *partition_key, const char *device_id, const char *row_key,
+                  tele_calib_t *out, char *err, size_t errlen);
 
 /* Monotonic clock in milliseconds. */
 long long tele_now_ms(void);

@@ -3,6 +3,7 @@
 
 #include "telemetry/devmap.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
@@ -87,13 +88,13 @@ static int add_dbl(cJSON *e, const char *name, double v)
     return add_annotated(e, name, cJSON_CreateNumber(v), "Edm.Double");
 }
 
-cJSON *device_state_to_entity(const device_state_t *s, const char *pk, const char *device_id)
+cJSON *device_state_to_entity(const device_state_t *s, const char *pk, const char *row_key, const char *device_id)
 {
     cJSON *e = cJSON_CreateObject();
     if (!e) return NULL;
     int rc = 0;
     rc |= add_item(e, "PartitionKey", cJSON_CreateString(pk));
-    rc |= add_item(e, "RowKey", cJSON_CreateString(device_id));
+    rc |= add_item(e, "RowKey", cJSON_CreateString(row_key));
     rc |= add_item(e, "DeviceId", cJSON_CreateString(device_id));
     if (s->has & TELE_HAS_TEMP) rc |= add_dbl(e, "Celsius", s->celsius);
     if (s->has & TELE_HAS_HUMIDITY) rc |= add_dbl(e, "Humidity", s->humidity);
@@ -210,11 +211,119 @@ int device_state_fold(const device_state_t *cur, const tele_batch_t *b, int firs
     return st.accepted + st.invalid > 0;
 }
 
+/* ---- packed form ---- */
+
+typedef struct packer {
+    unsigned char *p;
+    size_t         n, cap;
+    int            bad;
+} packer_t;
+
+static void put(packer_t *k, const void *v, size_t n)
+{
+    if (k->n + n > k->cap) { k->bad = 1; return; }
+    memcpy(k->p + k->n, v, n);
+    k->n += n;
+}
+
+/* Length-prefixed in pieces of up to 254 bytes; a 255 prefix means "255 bytes, more follow". */
+static void put_str(packer_t *k, const char *s)
+{
+    size_t n = strlen(s);
+    while (n >= 255) {
+        unsigned char m = 255;
+        put(k, &m, 1);
+        put(k, s, 255);
+        s += 255;
+        n -= 255;
+    }
+    unsigned char len = (unsigned char)n;
+    put(k, &len, 1);
+    put(k, s, len);
+}
+
+static void get(packer_t *k, void *v, size_t n)
+{
+    if (k->n + n > k->cap) { k->bad = 1; memset(v, 0, n); return; }
+    memcpy(v, k->p + k->n, n);
+    k->n += n;
+}
+
+static void get_str(packer_t *k, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (;;) {
+        unsigned char len;
+        get(k, &len, 1);
+        if (k->bad || o + len >= cap) { k->bad = 1; out[0] = '\0'; return; }
+        get(k, out + o, len);
+        o += len;
+        if (len < 255) break;
+    }
+    out[o] = '\0';
+}
+
+size_t device_state_pack(const device_state_t *s, unsigned char *out, size_t cap)
+{
+    packer_t k = {out, 0, cap, 0};
+    unsigned char flags = (unsigned char)((s->has_seq ? 1 : 0) | (s->nolder << 1));
+    put(&k, &flags, 1);
+    put(&k, &s->has, sizeof s->has);
+    const double *d[4] = {&s->celsius, &s->humidity, &s->hpa, &s->light};
+    const unsigned bits[4] = {TELE_HAS_TEMP, TELE_HAS_HUMIDITY, TELE_HAS_PRESSURE, TELE_HAS_LIGHT};
+    for (int i = 0; i < 4; i++)
+        if (s->has & bits[i]) put(&k, d[i], sizeof(double));
+    put(&k, &s->count, sizeof s->count);
+    put(&k, &s->invalid_count, sizeof s->invalid_count);
+    if (s->has_seq) put(&k, &s->last_seq, sizeof s->last_seq);
+    put_str(&k, s->etag);
+    put_str(&k, s->has & TELE_HAS_GEO ? s->geo : "");
+    put_str(&k, s->has & TELE_HAS_MSGID ? s->id : "");
+    put_str(&k, s->last_seen);
+    put_str(&k, s->stream);
+    for (int i = 0; i < s->nolder; i++) {
+        put(&k, s->older[i].id, 16);
+        put(&k, &s->older[i].seq, sizeof s->older[i].seq);
+    }
+    assert(!k.bad);
+    return k.bad ? 0 : k.n;
+}
+
+int device_state_unpack(const unsigned char *p, size_t n, device_state_t *s)
+{
+    packer_t k = {(unsigned char *)p, 0, n, 0};
+    memset(s, 0, sizeof *s);
+    s->exists = 1;
+    unsigned char flags;
+    get(&k, &flags, 1);
+    s->has_seq = flags & 1;
+    s->nolder = flags >> 1;
+    if (s->nolder > DEVICE_OLDER_STREAMS) return -1;
+    get(&k, &s->has, sizeof s->has);
+    double *d[4] = {&s->celsius, &s->humidity, &s->hpa, &s->light};
+    const unsigned bits[4] = {TELE_HAS_TEMP, TELE_HAS_HUMIDITY, TELE_HAS_PRESSURE, TELE_HAS_LIGHT};
+    for (int i = 0; i < 4; i++)
+        if (s->has & bits[i]) get(&k, d[i], sizeof(double));
+    get(&k, &s->count, sizeof s->count);
+    get(&k, &s->invalid_count, sizeof s->invalid_count);
+    if (s->has_seq) get(&k, &s->last_seq, sizeof s->last_seq);
+    get_str(&k, s->etag, sizeof s->etag);
+    get_str(&k, s->geo, sizeof s->geo);
+    get_str(&k, s->id, sizeof s->id);
+    get_str(&k, s->last_seen, sizeof s->last_seen);
+    get_str(&k, s->stream, sizeof s->stream);
+    for (int i = 0; i < s->nolder; i++) {
+        get(&k, s->older[i].id, 16);
+        s->older[i].id[16] = '\0';
+        get(&k, &s->older[i].seq, sizeof s->older[i].seq);
+    }
+    return k.bad || k.n != n ? -1 : 0;
+}
+
 /* ---- cache ---- */
 struct etag_cache {
     pthread_mutex_t lock;
-    devmap_t       *map;
-    size_t          max_entries;
+    devmap_t       *map;   /* packed rows, LRU-bounded */
     atomic_int      tables_ready;
 };
 
@@ -223,9 +332,8 @@ etag_cache_t *etag_cache_new(size_t max_entries)
     etag_cache_t *ec = calloc(1, sizeof *ec);
     if (!ec) return NULL;
     if (pthread_mutex_init(&ec->lock, NULL) != 0) { free(ec); return NULL; }
-    ec->map = devmap_new(sizeof(device_state_t));
+    ec->map = devmap_new(max_entries ? max_entries : 1);
     if (!ec->map) { pthread_mutex_destroy(&ec->lock); free(ec); return NULL; }
-    ec->max_entries = max_entries ? max_entries : 1;
     atomic_init(&ec->tables_ready, 0);
     return ec;
 }
@@ -242,19 +350,21 @@ int etag_cache_get(etag_cache_t *ec, const char *device_id, device_state_t *out)
 {
     if (!ec) return 0;
     pthread_mutex_lock(&ec->lock);
-    const device_state_t *s = devmap_get(ec->map, device_id);
-    if (s) memcpy(out, s, sizeof *out);
+    size_t n = 0;
+    const unsigned char *p = devmap_get(ec->map, device_id, &n);
+    int hit = p && device_state_unpack(p, n, out) == 0;
     pthread_mutex_unlock(&ec->lock);
-    return s != NULL;
+    return hit;
 }
 
 void etag_cache_put(etag_cache_t *ec, const char *device_id, const device_state_t *s)
 {
     if (!ec || !s->exists || !s->etag[0]) return;
+    unsigned char packed[DEVICE_STATE_PACKED_MAX];
+    size_t n = device_state_pack(s, packed, sizeof packed);
+    if (!n) return;
     pthread_mutex_lock(&ec->lock);
-    if (devmap_count(ec->map) >= ec->max_entries && !devmap_get(ec->map, device_id))
-        devmap_clear(ec->map);
-    (void)devmap_put(ec->map, device_id, s);   /* out of memory: not cached, next batch reads */
+    (void)devmap_put(ec->map, device_id, packed, n);   /* out of memory: not cached, next batch reads */
     pthread_mutex_unlock(&ec->lock);
 }
 

@@ -1,8 +1,9 @@
 /* device_state.h — the DeviceState row: its typed form, folding a batch into it, and the
  * per-process cache of rows and ETags.
  *
- * Owns the row layout (conventions.md): PartitionKey = PartitionKey setting, RowKey = device
- * id; DeviceId, Celsius, Humidity, hPa, Light, Geo, Id, Count (Int64), InvalidCount (Int64),
+ * Owns the row layout (conventions.md): PartitionKey = PartitionKey setting, RowKey = the
+ * device id's RowKey (device_id.h: the id itself unless it holds characters keys cannot);
+ * DeviceId (the id itself), Celsius, Humidity, hPa, Light, Geo, Id, Count (Int64), InvalidCount (Int64),
  * LastSeen (DateTime, enqueued time of the newest accepted event), Schema 1, and the
  * idempotency columns Stream (stream identity hash, batch.h) and LastSeq (Int64, the highest
  * sequence number of that stream already folded in), plus OlderStreams ("hash:seq;..." for
@@ -20,7 +21,8 @@
  *
  * The ETag cache remembers, per device, the row and ETag this process last wrote or read so
  * the next batch can go straight to a conditional write (a stale entry costs one 412 and a
- * re-read). Thread-safe. */
+ * re-read). Rows are kept packed (about 200 bytes each, not the 1.6 KB of device_state_t) and
+ * the least recently used device makes room when DeviceCacheEntries are held. Thread-safe. */
 #ifndef ENVIROMON_TELEMETRY_DEVICE_STATE_H
 #define ENVIROMON_TELEMETRY_DEVICE_STATE_H
 
@@ -69,7 +71,14 @@ void device_state_from_entity(const struct cJSON *entity, const char *etag, devi
 
 /* Build the entity to write for s (NULL when out of memory). */
 struct cJSON *device_state_to_entity(const device_state_t *s, const char *partition_key,
-                                     const char *device_id);
+                                     const char *row_key, const char *device_id);
+
+/* The compact form the cache keeps: packed into out (cap bytes, DEVICE_STATE_PACKED_MAX is
+ * always enough); returns its length. */
+#define DEVICE_STATE_PACKED_MAX (sizeof(device_state_t))
+size_t device_state_pack(const device_state_t *s, unsigned char *out, size_t cap);
+/* Unpack what device_state_pack wrote (s->exists = 1). 0, or -1 when it is not such data. */
+int    device_state_unpack(const unsigned char *p, size_t n, device_state_t *s);
 
 /* Fold the events of one device (b->ev[first], then .next links) into cur, writing the result
  * to *next (which may alias cur). calib may be NULL. Events must have .invalid already set

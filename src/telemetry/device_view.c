@@ -2,6 +2,7 @@
 #include "telemetry/device_view.h"
 
 #include "azure/table.h"
+#include "telemetry/device_id.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -82,7 +83,12 @@ cJSON *device_view_from_row(const cJSON *row)
 {
     if (!cJSON_IsObject(row)) return NULL;
     const char *id = table_get_string(row, "DeviceId");
-    if (!id || !*id) id = table_get_string(row, "RowKey");
+    char decoded[DEVICE_ROW_KEY_MAX];
+    if (!id || !*id) {
+        /* a row without DeviceId (written by something else): its RowKey, decoded */
+        id = table_get_string(row, "RowKey");
+        if (id && device_id_from_row_key(id, decoded, sizeof decoded) >= 0) id = decoded;
+    }
     if (!id || !*id) return NULL;
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;

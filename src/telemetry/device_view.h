@@ -3,7 +3,7 @@
  * One place for the mapping, shared by GetDeviceState (the snapshot) and EventTrigger (the
  * pushed newMessage), so both always send the same shape (shared/conventions.md, "Device
  * state and the pushed message"):
- *   DeviceId (else RowKey) → deviceId     Celsius → temperature    Humidity → humidity
+ *   DeviceId (else the device id its RowKey encodes) → deviceId     Celsius → temperature    Humidity → humidity
  *   hPa → pressure    Light → light    Geo → geo    Count → count    InvalidCount → invalidCount
  *   LastSeen → lastSeen (ISO 8601 UTC, "...Z")    Id → messageId
  * Every key is always present; a column the row lacks (or cannot be read as its type) is

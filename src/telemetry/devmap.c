@@ -1,22 +1,25 @@
-/* devmap.c — chained hash map keyed by device id (see devmap.h). */
+/* devmap.c — chained hash map keyed by device id, with an LRU list (see devmap.h). */
 #include "telemetry/devmap.h"
 
+#include <stdalign.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct entry {
-    struct entry *next;
+    struct entry *next;            /* bucket chain */
+    struct entry *newer, *older;   /* LRU list */
     uint64_t      hash;
-    char         *key;
-    unsigned char value[];
+    size_t        size;            /* value bytes */
+    char         *key;             /* points after the value */
+    alignas(max_align_t) unsigned char value[];
 } entry_t;
 
 struct devmap {
     entry_t **buckets;
-    size_t    nbuckets;
-    size_t    count;
-    size_t    value_size;
+    size_t    nbuckets, count, max;
+    entry_t  *newest, *oldest;
 };
 
 static uint64_t hash_str(const char *s)
@@ -26,25 +29,26 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-devmap_t *devmap_new(size_t value_size)
+devmap_t *devmap_new(size_t max_entries)
 {
     devmap_t *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->nbuckets = 256;
     m->buckets = calloc(m->nbuckets, sizeof *m->buckets);
     if (!m->buckets) { free(m); return NULL; }
-    m->value_size = value_size;
+    m->max = max_entries;
     return m;
 }
 
 void devmap_clear(devmap_t *m)
 {
     if (!m) return;
-    for (size_t i = 0; i < m->nbuckets; i++) {
-        entry_t *e = m->buckets[i];
-        while (e) { entry_t *n = e->next; free(e->key); free(e); e = n; }
-        m->buckets[i] = NULL;
+    for (entry_t *e = m->newest, *n; e; e = n) {
+        n = e->older;
+        free(e);
     }
+    memset(m->buckets, 0, m->nbuckets * sizeof *m->buckets);
+    m->newest = m->oldest = NULL;
     m->count = 0;
 }
 
@@ -63,10 +67,34 @@ static entry_t **find(devmap_t *m, const char *key, uint64_t h)
     return pp;
 }
 
-void *devmap_get(devmap_t *m, const char *key)
+static void lru_unlink(devmap_t *m, entry_t *e)
+{
+    if (e->newer) e->newer->older = e->older;
+    else m->newest = e->older;
+    if (e->older) e->older->newer = e->newer;
+    else m->oldest = e->newer;
+    e->newer = e->older = NULL;
+}
+
+static void lru_push(devmap_t *m, entry_t *e)
+{
+    e->newer = NULL;
+    e->older = m->newest;
+    if (m->newest) m->newest->newer = e;
+    m->newest = e;
+    if (!m->oldest) m->oldest = e;
+}
+
+void *devmap_get(devmap_t *m, const char *key, size_t *size)
 {
     entry_t *e = *find(m, key, hash_str(key));
-    return e ? e->value : NULL;
+    if (!e) return NULL;
+    if (m->newest != e) {
+        lru_unlink(m, e);
+        lru_push(m, e);
+    }
+    if (size) *size = e->size;
+    return e->value;
 }
 
 static void grow(devmap_t *m)
@@ -88,19 +116,42 @@ static void grow(devmap_t *m)
     m->nbuckets = nb;
 }
 
-void *devmap_put(devmap_t *m, const char *key, const void *value)
+/* Unlink and free the entry *pp points to. */
+static void drop(devmap_t *m, entry_t **pp)
+{
+    entry_t *e = *pp;
+    *pp = e->next;
+    lru_unlink(m, e);
+    free(e);
+    m->count--;
+}
+
+void *devmap_put(devmap_t *m, const char *key, const void *value, size_t size)
 {
     uint64_t h = hash_str(key);
     entry_t **pp = find(m, key, h);
-    if (*pp) { memcpy((*pp)->value, value, m->value_size); return (*pp)->value; }
-    entry_t *e = malloc(sizeof *e + m->value_size);
+    if (*pp && (*pp)->size == size) {
+        memcpy((*pp)->value, value, size);
+        devmap_get(m, key, NULL);   /* now the most recent */
+        return (*pp)->value;
+    }
+    if (*pp) drop(m, pp);
+    if (m->max && m->count >= m->max && m->oldest) {
+        entry_t *old = m->oldest;
+        drop(m, find(m, old->key, old->hash));
+    }
+    size_t klen = strlen(key);
+    entry_t *e = malloc(sizeof *e + size + klen + 1);
     if (!e) return NULL;
-    e->key = strdup(key);
-    if (!e->key) { free(e); return NULL; }
     e->hash = h;
+    e->size = size;
+    e->key = (char *)e->value + size;
+    memcpy(e->key, key, klen + 1);
+    memcpy(e->value, value, size);
+    pp = find(m, key, h);   /* the chain may have changed */
     e->next = NULL;
-    memcpy(e->value, value, m->value_size);
     *pp = e;
+    lru_push(m, e);
     m->count++;
     if (m->count > m->nbuckets * 2) grow(m);
     return e->value;
@@ -109,12 +160,7 @@ void *devmap_put(devmap_t *m, const char *key, const void *value)
 void devmap_del(devmap_t *m, const char *key)
 {
     entry_t **pp = find(m, key, hash_str(key));
-    if (!*pp) return;
-    entry_t *e = *pp;
-    *pp = e->next;
-    free(e->key);
-    free(e);
-    m->count--;
+    if (*pp) drop(m, pp);
 }
 
 size_t devmap_count(const devmap_t *m)

@@ -117,6 +117,12 @@ int config_load_from(config_t *cfg, const char *(*lookup)(const char *, void *),
     if (mb && !l.failed && config_parse_int("ENVIROMON_MAX_BODY_BYTES", mb, 1024, 1024L * 1024 * 1024, &maxbody, err, errlen) != 0)
         l.failed = 1;
     cfg->max_body_bytes = (size_t)maxbody;
+    long maxbatch = 256L * 1024 * 1024;
+    const char *mbatch = get(&l, "ENVIROMON_MAX_BATCH_BYTES");
+    if (mbatch && !l.failed && config_parse_int("ENVIROMON_MAX_BATCH_BYTES", mbatch, 1024, 16L * 1024 * 1024 * 1024,
+                                                &maxbatch, err, errlen) != 0)
+        l.failed = 1;
+    cfg->max_batch_bytes = (size_t)maxbatch;
     get_int(&l, "ENVIROMON_REQUEST_TIMEOUT", 300, 1, 86400, &cfg->request_timeout_s);
 
     const char *webjobs = get(&l, "AzureWebJobsStorage");
@@ -124,7 +130,9 @@ int config_load_from(config_t *cfg, const char *(*lookup)(const char *, void *),
     cfg->partition_key = get_str(&l, "PartitionKey", "Sydney");
     cfg->device_state_table = get_str(&l, "DeviceStateTable", "DeviceState");
     cfg->calibration_table = get_str(&l, "CalibrationTable", "Calibration");
+    cfg->poison_table = get_str(&l, "PoisonEventsTable", "PoisonEvents");
     get_int(&l, "CalibrationCacheSeconds", 300, 0, 86400 * 7, &cfg->calibration_cache_s);
+    get_int(&l, "DeviceCacheEntries", 32768, 1, 10000000, &cfg->device_cache_entries);
     get_int(&l, "StorageTimeoutMs", 10000, 100, 600000, &cfg->storage_timeout_ms);
     get_int(&l, "StorageRetries", 3, 0, 20, &cfg->storage_retries);
 
@@ -145,6 +153,7 @@ int config_load_from(config_t *cfg, const char *(*lookup)(const char *, void *),
 
     cfg->signalr_connection = get_str(&l, "AzureSignalRConnectionString", NULL);
     cfg->signalr_hub = get_str(&l, "SignalRHub", "Enviromon");
+    get_int(&l, "SnapshotBroadcastSeconds", 10, 0, 86400, &cfg->snapshot_broadcast_s);
 
     if (l.failed) { config_free(cfg); return -1; }
     return 0;
@@ -161,6 +170,7 @@ void config_free(config_t *cfg)
     free(cfg->partition_key);
     free(cfg->device_state_table);
     free(cfg->calibration_table);
+    free(cfg->poison_table);
     free(cfg->signalr_connection);
     free(cfg->signalr_hub);
     memset(cfg, 0, sizeof *cfg);

@@ -14,13 +14,16 @@ typedef struct config {
     /* Handler process */
     int    port;                  /* FUNCTIONS_CUSTOMHANDLER_PORT (required, 1..65535) */
     size_t max_body_bytes;        /* ENVIROMON_MAX_BODY_BYTES, default 8 MiB */
+    size_t max_batch_bytes;       /* ENVIROMON_MAX_BATCH_BYTES (EventTrigger, read as it streams), default 256 MiB */
     int    request_timeout_s;     /* ENVIROMON_REQUEST_TIMEOUT, idle connection timeout, default 300 */
     /* Storage */
     char  *storage_connection;    /* StorageConnectionString, default AzureWebJobsStorage; may be NULL */
     char  *partition_key;         /* PartitionKey, default "Sydney" */
     char  *device_state_table;    /* DeviceStateTable, default "DeviceState" */
     char  *calibration_table;     /* CalibrationTable, default "Calibration" */
+    char  *poison_table;          /* PoisonEventsTable, default "PoisonEvents" */
     int    calibration_cache_s;   /* CalibrationCacheSeconds, default 300 */
+    int    device_cache_entries;  /* DeviceCacheEntries, devices remembered per cache, default 32768 */
     int    storage_timeout_ms;    /* StorageTimeoutMs, default 10000 (per request) */
     int    storage_retries;       /* StorageRetries, transient-failure retries, default 3 */
     /* EventTrigger */
@@ -34,6 +37,7 @@ typedef struct config {
     /* SignalR */
     char  *signalr_connection;    /* AzureSignalRConnectionString; may be NULL */
     char  *signalr_hub;           /* SignalRHub, default "Enviromon" */
+    int    snapshot_broadcast_s;  /* SnapshotBroadcastSeconds, GetDeviceState broadcasts at most once per, default 10 */
 } config_t;
 
 /* Parse the environment into cfg. require_port: whether FUNCTIONS_CUSTOMHANDLER_PORT must be

@@ -181,8 +181,8 @@ test('bad input: each event gets its documented result and the rest of the batch
     { deviceId: 'bad5', seq: 13, body: '{"pressure":-1e308}' },
     { seq: 14, body: { temperature: 20 } },                            // no device id at all: rejected
     { seq: 15, body: { deviceId: 5, temperature: 20 } },               // id of the wrong type: rejected
-    { deviceId: 'a/b', seq: 16, body: { temperature: 20 } },           // forbidden char: rejected
-    { seq: 17, body: { deviceId: 'x#y', temperature: 20 } },           // forbidden char: rejected
+    { deviceId: 'a/b', seq: 16, body: { temperature: 20 } },           // not a Table key character: stored under an encoded RowKey
+    { seq: 17, body: { deviceId: 'x#y', temperature: 20 } },           // likewise
     { seq: 18, body: { deviceId: 'l'.repeat(129), temperature: 20 } }, // too long: rejected
     { deviceId: 'big', seq: 19, body: { temperature: 22, padding: big } },   // 1 MiB event: accepted
     { deviceId: 'good', seq: 20, body: { temperature: 21, humidity: 30 } },
@@ -192,12 +192,23 @@ test('bad input: each event gets its documented result and the rest of the batch
   assert.equal(r.status, 200, r.text);
   const s = summaryOf(r.json);
   assert.equal(s.events, events.length);
-  assert.equal(s.accepted, 3);
+  assert.equal(s.accepted, 5);
   assert.equal(s.invalid, 11);
   assert.equal(s.spoofed, 1);
-  assert.equal(s.rejected, 7);
+  assert.equal(s.rejected, 5);
+  assert.equal(s.quarantined, 5);
   const rows = await rowsOf(CONN, 'DeviceState', pk);
-  assert.deepEqual(Object.keys(rows).sort(), ['bad1', 'bad2', 'bad3', 'bad4', 'bad5', 'big', 'good']);
+  assert.deepEqual(Object.values(rows).map((x) => x.DeviceId).sort(),
+    ['a/b', 'bad1', 'bad2', 'bad3', 'bad4', 'bad5', 'big', 'good', 'x#y']);
+  assert.equal(rows['~a~2Fb'].Count, 1n);
+  assert.equal(rows['~x~23y'].Celsius, 20);
+  // the rejected events are kept in PoisonEvents with their reasons and bodies
+  const poison = await rowsOf(CONN, 'PoisonEvents', pk);
+  assert.deepEqual(Object.values(poison).map((p) => Number(p.SequenceNumber)).sort((a, b) => a - b), [5, 6, 14, 15, 18]);
+  const p6 = Object.values(poison).find((p) => Number(p.SequenceNumber) === 6);
+  assert.equal(p6.Raw, '7');
+  assert.match(p6.Reason, /JSON number/);
+  assert.match(p6.Stream, /\/0$/);
   assert.equal(rows.good.Count, 2n);
   assert.equal(rows.good.InvalidCount, 1n);
   assert.equal(rows.good.Celsius, 21);
@@ -213,7 +224,7 @@ test('bad input: each event gets its documented result and the rest of the batch
   }
   const logs = r.json.Logs.join('\n');
   for (const re of [/not JSON/, /JSON array/, /JSON number/, /wrong type boolean/, /temperature: not a number/,
-    /pressure: not/, /temperature 1e\+308 outside/, /no device id/, /not a valid table key/, /129 characters/]) {
+    /pressure: not/, /temperature 1e\+308 outside/, /no device id/, /129 characters/, /quarantined in PoisonEvents/]) {
     assert.match(logs, re);
   }
   // payload text in log lines is neutralised: one line stays one line
@@ -221,6 +232,16 @@ test('bad input: each event gets its documented result and the rest of the batch
   assert.doesNotMatch(x.stdout(), /^INJECTED/m);
   // the handler is still healthy
   assert.ok((await fetch(`${x.url}/`)).status > 0);
+
+  // the host's retry of the same batch stores and counts nothing twice
+  const again = await post(x, wireBatch(events, { partition: '0' }));
+  assert.equal(again.status, 200, again.text);
+  const s2 = summaryOf(again.json);
+  assert.equal(s2.rejected, 0);
+  assert.equal(s2.quarantined, 0);
+  assert.equal(s2.replayed, events.length);
+  assert.deepEqual(await rowsOf(CONN, 'PoisonEvents', pk), poison);
+  assert.deepEqual(await rowsOf(CONN, 'DeviceState', pk), rows);
 });
 
 test('a 10,000-event batch is folded per device', async () => {

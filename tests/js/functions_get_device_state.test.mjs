@@ -154,9 +154,10 @@ test('?deviceId= returns one device and broadcasts it', async () => {
 });
 
 test('unknown or other-partition device: 404; invalid or empty id: 400', async () => {
-  expectError(await get(h, { deviceId: 'no-such-device' }), 404, /no-such-device/);
+  const unknown = expectError(await get(h, { deviceId: 'no-such-device' }), 404, /no-such-device/);
+  assert.doesNotMatch(unknown, new RegExp(PK.replace(/[^\w]/g, '.')), 'the partition is configuration, not for callers');
   expectError(await get(h, { deviceId: 'intruder-1' }), 404);
-  expectError(await get(h, { deviceId: 'a/b' }), 400, /deviceId/);
+  expectError(await get(h, { deviceId: 'a/b' }), 404, /a\/b/);   // a valid id (encoded RowKey), not there
   expectError(await get(h, { deviceId: '' }), 400, /deviceId/);
   const r = await get(h, { deviceId: 'x'.repeat(2000) });
   expectError(r, 400);
@@ -183,14 +184,21 @@ test('a table that does not exist yet is an empty snapshot', async () => {
   assert.deepEqual(res.body, []);
 });
 
-test('storage unreachable or not configured: 503 JSON error, nothing broadcast', async () => {
+test('storage unreachable or not configured: 503 JSON error, nothing broadcast, detail only in the log', async () => {
   const t0 = Date.now();
-  let res = await get(hDown);
-  expectError(res, 503, /unavailable/);
+  const id = crypto.randomUUID();
+  let res = httpResult(await invoke(hDown, 'GetDeviceState', { req: httpReq({ method: 'GET', url: URL_ }) }, {},
+    { 'X-Azure-Functions-InvocationId': id }));
+  const msg = expectError(res, 503, /unavailable/);
+  assert.ok(msg.includes(id), `the caller gets the invocation id to quote: ${msg}`);
+  for (const secret of [/127\.0\.0\.1/, /devstoreaccount1/, new RegExp(TABLE), /Couldn't connect|refused|curl/i])
+    assert.doesNotMatch(msg, secret);
+  assert.match(res.logs.join('\n'), new RegExp(`${TABLE}.*(refused|unreachable|connect)`, 'i'), 'the log has the detail');
   assert.equal(res.messages, undefined);
   assert.ok(Date.now() - t0 < 15000, 'the outage is reported promptly');
   res = await get(hDown, { deviceId: 'dev-1' });
-  expectError(res, 503, /unavailable/);
+  assert.doesNotMatch(expectError(res, 503, /unavailable/), /127\.0\.0\.1|devstoreaccount1/);
   res = await get(hNone);
-  expectError(res, 503, /StorageConnectionString/);
+  assert.doesNotMatch(expectError(res, 503, /unavailable/), /StorageConnectionString/);
+  assert.match(res.logs.join('\n'), /StorageConnectionString/);
 });

@@ -3,6 +3,7 @@
 // and the configuration errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { startHandler, invoke, httpReq } from './lib/handler.mjs';
 import { httpResult, expectError, EMULATOR_KEY, EMULATOR_CONN } from './lib/functions.mjs';
@@ -88,18 +89,25 @@ test('a binding value without url/accessToken falls back to minting', async () =
   assert.match(res.logs.join('\n'), /no url\/accessToken/);
 });
 
-test('neither binding value nor setting: 500 naming the missing setting', async () => {
-  const res = httpResult(await invoke(noConn, 'Negotiate', { req: httpReq({ method: 'POST' }) }));
-  expectError(res, 500, /AzureSignalRConnectionString/);
+test('neither binding value nor setting: a generic 500 for the caller, the missing setting in the log', async () => {
+  const id = crypto.randomUUID();
+  const res = httpResult(await invoke(noConn, 'Negotiate', { req: httpReq({ method: 'POST' }) }, {},
+    { 'X-Azure-Functions-InvocationId': id }));
+  const msg = expectError(res, 500, /negotiation is unavailable/);
+  assert.ok(msg.includes(id), msg);
+  assert.doesNotMatch(msg, /AzureSignalRConnectionString/);
+  assert.match(res.logs.join('\n'), /AzureSignalRConnectionString setting is not set/);
   const res2 = httpResult(await invoke(noConn, 'Negotiate', { req: httpReq(), connectionInfo: '"{\\"url\\":\\"x\\"}"' }));
-  expectError(res2, 500, /AzureSignalRConnectionString/);
+  expectError(res2, 500, /negotiation is unavailable/);
+  assert.match(res2.logs.join('\n'), /AzureSignalRConnectionString/);
 });
 
-test('a malformed connection string: 500 that explains it without the key', async () => {
+test('a malformed connection string: a generic 500 that quotes no configuration; the log explains it without the key', async () => {
   const r = await invoke(badConn, 'Negotiate', { req: httpReq({ method: 'POST' }) });
   const res = httpResult(r);
-  const msg = expectError(res, 500, /AzureSignalRConnectionString.*http or https/);
-  assert.doesNotMatch(msg, /TOPSECRET/);
+  const msg = expectError(res, 500, /negotiation is unavailable/);
+  assert.doesNotMatch(msg, /AzureSignalRConnectionString|ftp|Endpoint|http or https/);
+  assert.match(res.logs.join('\n'), /AzureSignalRConnectionString.*http or https/);
   assert.doesNotMatch(r.text, /TOPSECRET/);
 });
 

@@ -3,11 +3,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { startHandler, invoke, handlerBin, freePort } from './lib/handler.mjs';
+import { startHandler, invoke, handlerBin, freePort, waitFor } from './lib/handler.mjs';
 
 let h;
-before(async () => { h = await startHandler({ ENVIROMON_MAX_BODY_BYTES: '65536' }); });
+before(async () => { h = await startHandler({ ENVIROMON_MAX_BODY_BYTES: '65536', ENVIROMON_MAX_BATCH_BYTES: '100000' }); });
 after(async () => {
   const r = await h.stop();
   assert.equal(r.code, 0, `handler exit ${JSON.stringify(r)}; stderr: ${h.stderr()}`);
@@ -147,11 +148,18 @@ test('a chunked body without Content-Length is read in full', async () => {
 
 test('an oversized body is a 413 JSON error, chunked or not, and the server goes on', async () => {
   const big = '{"Data":{"a":"' + 'y'.repeat(70000) + '"}}';
-  const r1 = await rawPost(h.port, '/EventTrigger', [big], { chunked: false });
+  const r1 = await rawPost(h.port, '/Negotiate', [big], { chunked: false });
   assert.equal(r1.status, 413);
-  assert.match(JSON.parse(r1.text).error, /65536-byte limit/);
-  const r2 = await rawPost(h.port, '/EventTrigger', [big.slice(0, 30000), big.slice(30000)], { chunked: true });
+  assert.match(JSON.parse(r1.text).error, /65536-byte limit.*ENVIROMON_MAX_BODY_BYTES/);
+  const r2 = await rawPost(h.port, '/SendSignalr', [big.slice(0, 30000), big.slice(30000)], { chunked: true });
   assert.equal(r2.status, 413);
+  // EventTrigger reads its body as it streams: its own, larger limit
+  const ok = await rawPost(h.port, '/EventTrigger', [big], { chunked: false });
+  assert.notEqual(ok.status, 413, ok.text);
+  const huge = '{"Data":{"a":"' + 'y'.repeat(100000) + '"}}';
+  const r3 = await rawPost(h.port, '/EventTrigger', [huge.slice(0, 50000), huge.slice(50000)], { chunked: true });
+  assert.equal(r3.status, 413);
+  assert.match(JSON.parse(r3.text).error, /100000-byte limit.*ENVIROMON_MAX_BATCH_BYTES/);
   const probe = await fetch(`${h.url}/`);
   assert.equal(probe.status, 200);
 });
@@ -169,26 +177,56 @@ test('hostile paths and methods never crash the server', async () => {
   assert.equal((await fetch(`${h.url}/`)).status, 200);
 });
 
-test('SIGTERM finishes an in-flight request, then exits 0', async () => {
-  const h2 = await startHandler();
-  // Start a request and hold its body open, so it is in flight when the signal arrives.
-  const done = new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: h2.port, path: '/Nope', method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' } }, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => resolve({ status: res.statusCode, text }));
-    });
-    req.on('error', reject);
-    req.write('{"Data":');
-    setTimeout(() => {
-      h2.proc.kill('SIGTERM');
-      setTimeout(() => req.end('{}}'), 200);
-    }, 100);
+/** A TCP server that accepts connections and never answers (a storage account that hangs). */
+function blackhole() {
+  return new Promise((resolve) => {
+    const socks = [];
+    const srv = net.createServer((s) => { socks.push(s); s.on('error', () => {}); });
+    srv.listen(0, '127.0.0.1', () => resolve({ port: srv.address().port, connections: () => socks.length,
+      close: () => new Promise((r) => { for (const s of socks) s.destroy(); srv.close(r); }) }));
   });
-  const r = await done;
-  assert.equal(r.status, 404); // the in-flight request was answered, not cut
+}
+
+test('SIGTERM finishes an in-flight request, then exits 0', async () => {
+  // A request whose body is complete and whose function is busy (storage that never answers,
+  // 1.5 s timeout): in flight when the signal arrives, so it is answered before the exit.
+  const hole = await blackhole();
+  const h2 = await startHandler({ StorageConnectionString: `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;` +
+    `AccountKey=${Buffer.from('k'.repeat(64)).toString('base64')};TableEndpoint=http://127.0.0.1:${hole.port}/devstoreaccount1;`,
+  StorageTimeoutMs: '1500', StorageRetries: '0' });
+  try {
+    const pending = invoke(h2, 'GetDeviceState', { req: { Method: 'GET', Query: { broadcast: 'false' }, Headers: {} } });
+    await waitFor(() => hole.connections() > 0, { what: 'the function to wait on storage' });
+    h2.proc.kill('SIGTERM');
+    const r = await pending;
+    assert.equal(r.status, 200, r.text);              // the invocation answered (its res says 503)
+    assert.equal(JSON.parse(r.json.Outputs.res.body).error !== undefined, true);
+    const exit = await h2.exited;
+    assert.equal(exit.code, 0);
+    assert.match(h2.stdout(), /received SIGTERM/);
+  } finally {
+    await hole.close();
+  }
+});
+
+test('a stalled upload does not hold up shutdown', async () => {
+  // Headers and one body byte, then nothing: not in flight, so SIGTERM exits at once rather
+  // than after the 30 s drain.
+  const h2 = await startHandler({ ENVIROMON_DEBUG: '1' });
+  for (const path of ['/EventTrigger', '/Negotiate']) {
+    await new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: h2.port, path, method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'Content-Length': '1000' } });
+      req.on('error', () => {});   // cut when the handler exits
+      req.write('{', () => resolve());
+      req.on('socket', (s) => s.on('error', reject));
+    });
+  }
+  await waitFor(() => (h2.stdout().match(/POST \/(EventTrigger|Negotiate): headers received/g) ?? []).length === 2,
+    { what: 'both uploads to start' });
+  const t0 = Date.now();
+  h2.proc.kill('SIGTERM');
   const exit = await h2.exited;
   assert.equal(exit.code, 0);
-  assert.match(h2.stdout(), /received SIGTERM/);
+  assert.ok(Date.now() - t0 < 5000, `exit took ${Date.now() - t0} ms`);
 });

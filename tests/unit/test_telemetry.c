@@ -12,6 +12,7 @@
 #include "telemetry/calibrate.h"
 #include "telemetry/device_id.h"
 #include "telemetry/device_state.h"
+#include "telemetry/devmap.h"
 #include "telemetry/normalise.h"
 #include "telemetry/validate.h"
 
@@ -746,11 +747,12 @@ static void test_row_round_trip(void **state)
     s.older[0].seq = 12;
     snprintf(s.older[1].id, sizeof s.older[1].id, "bbbbbbbbbbbbbbbb");
     s.older[1].seq = -1;
-    cJSON *e = device_state_to_entity(&s, "pk", "dev");
+    cJSON *e = device_state_to_entity(&s, "pk", "~d~23v", "d#v");
     assert_non_null(e);
     assert_string_equal(table_get_string(e, "Count@odata.type"), "Edm.Int64");
     assert_string_equal(table_get_string(e, "LastSeen@odata.type"), "Edm.DateTime");
-    assert_string_equal(table_get_string(e, "RowKey"), "dev");
+    assert_string_equal(table_get_string(e, "RowKey"), "~d~23v");
+    assert_string_equal(table_get_string(e, "DeviceId"), "d#v");
     assert_null(cJSON_GetObjectItem(e, "Humidity"));   /* never sent → not written */
     device_state_from_entity(e, "W/\"etag\"", &back);
     assert_int_equal(back.has, s.has);
@@ -776,6 +778,92 @@ static void test_row_round_trip(void **state)
     etag_cache_free(ec);
 }
 
+/* The cache keeps rows packed; unpacking gives back exactly what was put in. */
+static void test_packed_rows(void **state)
+{
+    (void)state;
+    device_state_t s, back;
+    memset(&s, 0, sizeof s);
+    s.exists = 1;
+    snprintf(s.etag, sizeof s.etag, "W/\"datetime'2026-01-01T00%%3A00%%3A00.1234567Z'\"");
+    s.has = TELE_HAS_HUMIDITY | TELE_HAS_LIGHT | TELE_HAS_GEO | TELE_HAS_MSGID;
+    s.humidity = 55.5;
+    s.light = -0.0;
+    memset(s.geo, 'g', TELE_TEXT_MAX);   /* the longest text a row holds */
+    s.geo[TELE_TEXT_MAX] = '\0';
+    memset(s.id, 'i', 255);
+    s.id[255] = '\0';
+    s.count = INT64_MAX;
+    s.invalid_count = 7;
+    snprintf(s.last_seen, sizeof s.last_seen, "2026-01-01T00:00:00.0000000Z");
+    snprintf(s.stream, sizeof s.stream, "0011223344556677");
+    s.has_seq = 1;
+    s.last_seq = -5;
+    s.nolder = DEVICE_OLDER_STREAMS;
+    for (int i = 0; i < DEVICE_OLDER_STREAMS; i++) {
+        snprintf(s.older[i].id, sizeof s.older[i].id, "%016x", i);
+        s.older[i].seq = i * 1000;
+    }
+    unsigned char buf[DEVICE_STATE_PACKED_MAX];
+    size_t n = device_state_pack(&s, buf, sizeof buf);
+    assert_true(n > 0 && n < sizeof s);
+    assert_int_equal(device_state_unpack(buf, n, &back), 0);
+    assert_memory_equal(&back, &s, sizeof s);   /* s was zeroed first, so padding matches */
+    assert_int_equal(device_state_unpack(buf, n - 1, &back), -1);
+    /* a typical row is a fraction of device_state_t */
+    device_state_t small;
+    memset(&small, 0, sizeof small);
+    small.exists = 1;
+    snprintf(small.etag, sizeof small.etag, "W/\"datetime'2026-01-01T00%%3A00%%3A00.1234567Z'\"");
+    small.has = TELE_HAS_TEMP;
+    small.count = 3;
+    snprintf(small.stream, sizeof small.stream, "0011223344556677");
+    small.has_seq = 1;
+    assert_true(device_state_pack(&small, buf, sizeof buf) < 150);
+}
+
+/* Bounded caches evict the least recently used device, not everything. */
+static void test_devmap_lru(void **state)
+{
+    (void)state;
+    devmap_t *m = devmap_new(3);
+    int v = 1;
+    devmap_put(m, "a", &v, sizeof v);
+    devmap_put(m, "b", &v, sizeof v);
+    devmap_put(m, "c", &v, sizeof v);
+    assert_non_null(devmap_get(m, "a", NULL));   /* a is now the most recent: b goes next */
+    devmap_put(m, "d", &v, sizeof v);
+    assert_int_equal(devmap_count(m), 3);
+    assert_null(devmap_get(m, "b", NULL));
+    assert_non_null(devmap_get(m, "a", NULL));
+    assert_non_null(devmap_get(m, "c", NULL));
+    /* values of any size; a put replaces */
+    char big[300];
+    memset(big, 'x', sizeof big);
+    size_t sz = 0;
+    devmap_put(m, "c", big, sizeof big);
+    assert_memory_equal(devmap_get(m, "c", &sz), big, sizeof big);
+    assert_int_equal(sz, sizeof big);
+    devmap_del(m, "c");
+    assert_null(devmap_get(m, "c", NULL));
+    assert_int_equal(devmap_count(m), 2);
+    devmap_free(m);
+    /* unbounded: many entries, all found */
+    m = devmap_new(0);
+    char key[32];
+    for (size_t i = 0; i < 20000; i++) {
+        snprintf(key, sizeof key, "k%zu", i);
+        devmap_put(m, key, &i, sizeof i);
+    }
+    for (size_t i = 0; i < 20000; i += 997) {
+        snprintf(key, sizeof key, "k%zu", i);
+        size_t *got = devmap_get(m, key, NULL);
+        assert_non_null(got);
+        assert_int_equal(*got, i);
+    }
+    devmap_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -799,6 +887,8 @@ int main(void)
         cmocka_unit_test(test_time_and_int_array),
         cmocka_unit_test(test_fold_apply_replay_stream),
         cmocka_unit_test(test_row_round_trip),
+        cmocka_unit_test(test_packed_rows),
+        cmocka_unit_test(test_devmap_lru),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
