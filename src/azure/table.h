@@ -148,6 +148,10 @@ typedef struct table_batch_op {
 table_status_t table_batch(table_client_t *tc, const char *table, table_batch_op_t *ops,
                            size_t n_ops, table_result_t *res);
 
+/* "PartitionKey eq '<pk>'" with single quotes doubled (an OData string literal), for
+ * table_query. Returns a malloc'ed string, or NULL when out of memory. */
+char *table_partition_filter(const char *pk);
+
 /* Is this a valid PartitionKey/RowKey? Forbidden: '/', '\\', '#', '?', U+0000-U+001F,
  * U+007F-U+009F, invalid UTF-8, more than TABLE_KEY_MAX characters. Returns 1 or 0 (with a
  * reason in err when err is not NULL). */

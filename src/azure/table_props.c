@@ -226,6 +226,19 @@ int table_entity_print(buf_t *b, const cJSON *entity)
     return rc ? -1 : 0;
 }
 
+char *table_partition_filter(const char *pk)
+{
+    buf_t b = BUF_INIT;
+    buf_puts(&b, "PartitionKey eq '");
+    for (const char *p = pk; *p; p++) {
+        if (*p == '\'') buf_putc(&b, '\'');
+        buf_putc(&b, *p);
+    }
+    buf_putc(&b, '\'');
+    if (b.oom) { buf_free(&b); return NULL; }
+    return buf_steal(&b);
+}
+
 /* ---- typed properties -------------------------------------------------------------------- */
 
 static int annot_name(char *out, size_t outlen, const char *name)

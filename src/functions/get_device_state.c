@@ -64,20 +64,6 @@ static int by_device_id(const void *a, const void *b)
                   cJSON_GetObjectItemCaseSensitive(db, "deviceId")->valuestring);
 }
 
-/* "PartitionKey eq '<pk>'" with quotes doubled (OData string literal). */
-static char *partition_filter(const char *pk)
-{
-    buf_t b = BUF_INIT;
-    buf_puts(&b, "PartitionKey eq '");
-    for (const char *p = pk; *p; p++) {
-        if (*p == '\'') buf_putc(&b, '\'');
-        buf_putc(&b, *p);
-    }
-    buf_putc(&b, '\'');
-    if (b.oom) { buf_free(&b); return NULL; }
-    return buf_steal(&b);
-}
-
 static int is_false(const char *v)
 {
     return v && (strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcasecmp(v, "no") == 0);
@@ -189,7 +175,7 @@ static int one_device(invocation_t *inv, app_t *app, const char *device_id, int 
 
 static int all_devices(invocation_t *inv, app_t *app, int do_broadcast)
 {
-    char *filter = partition_filter(app->cfg.partition_key);
+    char *filter = table_partition_filter(app->cfg.partition_key);
     if (!filter) return -1;
     collect_t c = {0};
     table_result_t res;

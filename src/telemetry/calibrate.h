@@ -6,10 +6,13 @@
  * HumidityYIntercept, PressureSlope, PressureYIntercept). A quantity whose slope or
  * intercept is missing passes through unchanged (as in the original).
  *
- * The cache is per process, thread-safe (one mutex; table reads happen outside it), loaded
- * lazily, and expires entries after CalibrationCacheSeconds — positive AND negative ("no row")
- * entries — so a row added or changed in the table takes effect within the TTL. Storage
- * errors are never cached. */
+ * The cache is per process, thread-safe, loaded lazily, and expires after
+ * CalibrationCacheSeconds — positive AND negative ("no row") answers alike — so a row added or
+ * changed in the table takes effect within the TTL. Storage errors are never cached. Usually
+ * few devices are calibrated: while the Calibration partition holds at most
+ * CALIB_SNAPSHOT_MAX rows, one query per TTL loads all of it and every lookup is answered from
+ * that snapshot (a new device costs no read). A larger partition is read row by row, each
+ * answer cached, the least recently used device making room. */
 #ifndef ENVIROMON_TELEMETRY_CALIBRATE_H
 #define ENVIROMON_TELEMETRY_CALIBRATE_H
 
@@ -38,8 +41,11 @@ void tele_calibrate(const tele_calib_t *c, const tele_reading_t *raw, tele_readi
 /* Read a Calibration entity (cJSON, typed or bare numbers) into *c (found = 1). */
 void tele_calib_from_entity(const struct cJSON *entity, tele_calib_t *c);
 
-/* ttl_s: seconds an entry stays good (0 = never cache). max_entries bounds memory (the least
- * recently used device makes room). NULL when out of memory. */
+/* Calibration rows a partition may hold and still be loaded whole. */
+#define CALIB_SNAPSHOT_MAX 10000
+
+/* ttl_s: seconds an entry stays good (0 = never cache). max_entries bounds the row-by-row
+ * cache (the least recently used device makes room). NULL when out of memory. */
 calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries);
 void calib_cache_free(calib_cache_t *cc);
 
@@ -49,10 +55,10 @@ int  calib_cache_peek(calib_cache_t *cc, const char *device_id, long long now_ms
 /* Store a result (found or not) loaded at now_ms. */
 void calib_cache_store(calib_cache_t *cc, const char *device_id, long long now_ms, const tele_calib_t *c);
 
-/* The calibration of device_id (its row under row_key): from the cache, else read from the
- * Calibration table and cached (a missing row or table is cached as "none"). Returns 0, or
- * the failing table status (message in err; nothing cached), in which case the caller must
- * not use *out. */
+/* The calibration of device_id (its row under row_key): from the partition snapshot or the
+ * cache, else read from the Calibration table and cached (a missing row or table is cached as
+ * "none"). Returns 0, or the failing table status (message in err; nothing cached), in which
+ * case the caller must not use *out. */
 int  calib_lookup(calib_cache_t *cc, struct table_client *tc, const char *table,
                   const char *partition_key, const char *device_id, const char *row_key,
                   tele_calib_t *out, char *err, size_t errlen);

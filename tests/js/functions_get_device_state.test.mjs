@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { TableClient } from '@azure/data-tables';
-import { startHandler, invoke, httpReq, freePort } from './lib/handler.mjs';
+import { startHandler, invoke, httpReq, freePort, waitFor } from './lib/handler.mjs';
 import { httpResult, expectError } from './lib/functions.mjs';
 
 const CONN = process.env.TEST_STORAGE_CONNECTION;
@@ -176,6 +176,32 @@ test('a snapshot too large for one SignalR message is split, losing nothing', as
     joined.push(...m.arguments[0]);
   }
   assert.deepEqual(joined, res.body);
+});
+
+test('the snapshot is broadcast at most once per SnapshotBroadcastSeconds; within the window HTTP only', async () => {
+  const hs = await startHandler({ StorageConnectionString: CONN, DeviceStateTable: TABLE, PartitionKey: BIG_PK,
+    SnapshotBroadcastSeconds: '2' });
+  try {
+    const first = await get(hs);
+    assert.equal(first.body.length, 300);
+    assert.ok(first.messages.length >= 1, 'the first snapshot is broadcast');
+    const t0 = Date.now();
+    const again = await get(hs);
+    assert.deepEqual(again.body, first.body, 'the caller still gets the snapshot');
+    assert.equal(again.messages, undefined, 'but it is not pushed to every dashboard again');
+    assert.match(again.logs.join('\n'), /not broadcast.*SnapshotBroadcastSeconds=2/);
+    // ?deviceId= still answers (one small message) and does not take the window
+    const one = await get(hs, { deviceId: 'big-001' });
+    assert.equal(one.messages.length, 1);
+    // once the window has passed, the next snapshot is broadcast again
+    let later;
+    await waitFor(async () => { later = await get(hs); return later.messages !== undefined; },
+      { timeoutMs: 10000, intervalMs: 250, what: 'the next broadcast' });
+    assert.ok(Date.now() - t0 >= 1500, `re-broadcast after ${Date.now() - t0} ms`);
+    assert.deepEqual(later.messages.flatMap((m) => m.arguments[0]), first.body);
+  } finally {
+    assert.equal((await hs.stop()).code, 0);
+  }
 });
 
 test('a table that does not exist yet is an empty snapshot', async () => {

@@ -52,6 +52,10 @@ static void test_config_defaults(void **state)
     assert_int_equal(cfg.occ_cap_ms, 1000);
     assert_int_equal(cfg.occ_max_attempts, 10);
     assert_int_equal((int)cfg.max_body_bytes, 8 * 1024 * 1024);
+    assert_int_equal((int)cfg.max_batch_bytes, 256 * 1024 * 1024);
+    assert_string_equal(cfg.poison_table, "PoisonEvents");
+    assert_int_equal(cfg.device_cache_entries, 32768);
+    assert_int_equal(cfg.snapshot_broadcast_s, 10);
     assert_string_equal(cfg.signalr_hub, "Enviromon");
     assert_null(cfg.signalr_connection);
     config_free(&cfg);
@@ -62,7 +66,9 @@ static void test_config_overrides(void **state)
     (void)state;
     const char *const kv[] = {"FUNCTIONS_CUSTOMHANDLER_PORT", "80", "StorageConnectionString", "X",
                               "AzureWebJobsStorage", "Y", "PartitionKey", "Forbes", "MaxCelsius", "70.5",
-                              "ENVIROMON_MAX_BODY_BYTES", "65536", NULL};
+                              "ENVIROMON_MAX_BODY_BYTES", "65536", "ENVIROMON_MAX_BATCH_BYTES", "1048576",
+                              "PoisonEventsTable", "Quarantine", "DeviceCacheEntries", "100",
+                              "SnapshotBroadcastSeconds", "0", NULL};
     config_t cfg;
     char err[256];
     assert_int_equal(load(&cfg, kv, 1, err, sizeof err), 0);
@@ -70,6 +76,10 @@ static void test_config_overrides(void **state)
     assert_string_equal(cfg.partition_key, "Forbes");
     assert_true(cfg.max_celsius == 70.5);
     assert_int_equal((int)cfg.max_body_bytes, 65536);
+    assert_int_equal((int)cfg.max_batch_bytes, 1048576);
+    assert_string_equal(cfg.poison_table, "Quarantine");
+    assert_int_equal(cfg.device_cache_entries, 100);
+    assert_int_equal(cfg.snapshot_broadcast_s, 0);
     config_free(&cfg);
 }
 
@@ -98,6 +108,12 @@ static void test_config_errors(void **state)
     expect_error(inverted, 0, "MinHumidity");
     const char *const bad_ttl[] = {"CalibrationCacheSeconds", "-1", NULL};
     expect_error(bad_ttl, 0, "CalibrationCacheSeconds");
+    const char *const bad_window[] = {"SnapshotBroadcastSeconds", "-1", NULL};
+    expect_error(bad_window, 0, "SnapshotBroadcastSeconds");
+    const char *const bad_cache[] = {"DeviceCacheEntries", "0", NULL};
+    expect_error(bad_cache, 0, "DeviceCacheEntries");
+    const char *const bad_batch[] = {"ENVIROMON_MAX_BATCH_BYTES", "lots", NULL};
+    expect_error(bad_batch, 0, "ENVIROMON_MAX_BATCH_BYTES");
     /* Without require_port, a missing port is fine. */
     config_t cfg;
     char err[256];

@@ -24,7 +24,7 @@ function portOpen(port) {
 
 /** Start Azurite (table only). port: reuse a port (restart), else a free one; location: a
  *  directory for persistent data (else in memory); cert, key: PEM files to serve HTTPS (the
- *  connection string then names https://localhost). Returns {port, connection, stop()}. */
+ *  connection string then names https://localhost). Returns {port, pid, connection, stop()}. */
 export async function startAzurite({ port, location, cert, key } = {}) {
   port = port ?? await freePort();
   const bin = path.join(repoRoot, 'node_modules', '.bin', 'azurite-table');
@@ -43,6 +43,7 @@ export async function startAzurite({ port, location, cert, key } = {}) {
   }, { timeoutMs: 30000, what: `azurite on ${port}` });
   return {
     port,
+    pid: proc.pid,
     connection: cert ? connectionString(port, { scheme: 'https', host: 'localhost' }) : connectionString(port),
     async stop() {
       if (!dead) proc.kill('SIGTERM');
