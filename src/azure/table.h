@@ -152,6 +152,10 @@ table_status_t table_batch(table_client_t *tc, const char *table, table_batch_op
  * table_query. Returns a malloc'ed string, or NULL when out of memory. */
 char *table_partition_filter(const char *pk);
 
+/* Is name a valid table name (^[A-Za-z][A-Za-z0-9]{2,62}$, not "Tables")? 1 or 0 with a
+ * reason in err (may be NULL). */
+int table_name_valid(const char *name, char *err, size_t errlen);
+
 /* Is this a valid PartitionKey/RowKey? Forbidden: '/', '\\', '#', '?', U+0000-U+001F,
  * U+007F-U+009F, invalid UTF-8, more than TABLE_KEY_MAX characters. Returns 1 or 0 (with a
  * reason in err when err is not NULL). */

@@ -27,10 +27,6 @@ int table_pct_encode(buf_t *b, const char *s);
  * then percent-encoded. */
 int table_key_escape(buf_t *b, const char *key);
 
-/* Is name a valid table name (^[A-Za-z][A-Za-z0-9]{2,62}$, not "Tables")? 1 or 0 with a
- * reason in err. */
-int table_name_valid(const char *name, char *err, size_t errlen);
-
 /* Append the entity's JSON for a write request. Properties named "odata.*" (metadata
  * from a previous read) are left out; U+2028/U+2029 are written as \u escapes (Azurite's
  * $batch parser mishandles them raw). Returns 0 or -1 (OOM / not an object). */

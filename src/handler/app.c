@@ -51,10 +51,34 @@ static void app_init_signalr(app_t *app)
     }
 }
 
+/* Table names and the PartitionKey are used in every write: one the service refuses would
+ * refuse every batch, so it is a start-up error, not something to find out per event. */
+static int check_storage_names(const config_t *cfg, char *err, size_t errlen)
+{
+    const char *settings[] = {"DeviceStateTable", "CalibrationTable", "PoisonEventsTable"};
+    const char *names[] = {cfg->device_state_table, cfg->calibration_table, cfg->poison_table};
+    char why[160];
+    for (int i = 0; i < 3; i++) {
+        if (!table_name_valid(names[i], why, sizeof why)) {
+            snprintf(err, errlen, "setting %s: '%.64s' is not a valid table name: %s", settings[i], names[i], why);
+            return -1;
+        }
+    }
+    if (!table_key_valid(cfg->partition_key, why, sizeof why)) {
+        snprintf(err, errlen, "setting PartitionKey: not a valid Table Storage key: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
 int app_init(app_t *app, int require_port, char *err, size_t errlen)
 {
     memset(app, 0, sizeof *app);
     if (config_load(&app->cfg, require_port, err, errlen) != 0) return -1;
+    if (check_storage_names(&app->cfg, err, errlen) != 0) {
+        config_free(&app->cfg);
+        return -1;
+    }
 
     if (app->cfg.storage_connection) {
         table_options_t opts = {

@@ -419,13 +419,15 @@ int event_trigger_run(invocation_t *inv, app_t *app)
     struct timespec c1;
     clock_gettime(CLOCK_MONOTONIC, &c1);
     double elapsed = (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
+    char retry[32] = "";
+    if (b.retry_count >= 0) snprintf(retry, sizeof retry, " retry=%ld", b.retry_count);
     int more = atomic_load(&r.detail_logged) - DETAIL_LOG_MAX;
     if (more > 0) log_warn(&inv->log, "%d more bad-event lines not logged for this batch", more);
     log_info(&inv->log, "EventTrigger batch: events=%zu devices=%zu accepted=%d invalid=%d rejected=%d "
              "replayed=%d spoofed=%d conflicts_retried=%d rows_written=%d failed_devices=%d "
-             "poisoned_devices=%d quarantined=%d elapsed_ms=%.1f stream=%s", b.n, ngroups, r.accepted, r.invalid,
-             r.rejected, r.replayed, r.spoofed, r.conflicts, r.written, r.failed, r.poisoned_devices,
-             r.quarantined, elapsed, b.stream_desc);
+             "poisoned_devices=%d quarantined=%d elapsed_ms=%.1f stream=%s%s", b.n, ngroups, r.accepted,
+             r.invalid, r.rejected, r.replayed, r.spoofed, r.conflicts, r.written, r.failed, r.poisoned_devices,
+             r.quarantined, elapsed, b.stream_desc, retry);
     if (r.failed) {
         inv_fail(inv, r.unavailable ? 503 : 500, "%d of %zu devices could not be stored (first: %s); rows already "
                  "written are skipped when the host retries the batch", r.failed, ngroups, r.first_failure);

@@ -31,7 +31,7 @@
  * InvalidCount. Bad events are logged (the first 50 per batch in detail, then a count). One
  * summary line per batch: events, devices, accepted, invalid, rejected, replayed, spoofed,
  * conflicts_retried, rows_written, failed_devices, poisoned_devices, quarantined,
- * elapsed_ms, stream. */
+ * elapsed_ms, stream, and retry (the host's RetryContext.RetryCount) when the host sent one. */
 #ifndef ENVIROMON_TELEMETRY_EVENT_TRIGGER_H
 #define ENVIROMON_TELEMETRY_EVENT_TRIGGER_H
 

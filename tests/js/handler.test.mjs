@@ -68,6 +68,14 @@ test('a malformed setting is named at start-up', async () => {
   assert.match(r.err, /MaxCelsius/);
 });
 
+test('a table name or PartitionKey storage would refuse is a start-up error, not a failure of every batch', async () => {
+  for (const [name, value] of [['DeviceStateTable', 'device-state'], ['PoisonEventsTable', 'Tables'], ['PartitionKey', 'Syd/ney']]) {
+    const r = await runToExit({ FUNCTIONS_CUSTOMHANDLER_PORT: String(await freePort()), [name]: value });
+    assert.notEqual(r.code, 0, name);
+    assert.match(r.err, new RegExp(`setting ${name}`), name);
+  }
+});
+
 test('a port in use is reported, not ignored', async () => {
   const r = await runToExit({ FUNCTIONS_CUSTOMHANDLER_PORT: String(h.port) });
   assert.notEqual(r.code, 0);
