@@ -15,6 +15,7 @@ import path from 'node:path';
 import { startHandler, repoRoot } from '../tests/js/lib/handler.mjs';
 import { startAzurite } from '../tests/js/lib/azurite.mjs';
 import { wireBatch, rowsOf, summaryOf } from '../tests/js/lib/eventhub.mjs';
+import { procCpuSeconds, procStatusKiB } from '../tests/js/lib/proc.mjs';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 40000);
 const A_EVENTS = Number(process.env.BENCH_A_EVENTS ?? EVENTS);
@@ -24,17 +25,6 @@ const BATCH = Number(process.env.BENCH_BATCH ?? 100);
 const TOOL = process.env.BENCH_TOOL ?? path.join(repoRoot, 'build/release/bench/event_trigger_tool');
 const HANDLER = process.env.HANDLER_BIN ?? path.join(repoRoot, 'build/release/handler');
 const PK = 'bench';
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
-
-function procCpuSeconds(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;   // utime + stime
-}
-function procPeakRssKiB(pid) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
 function tool(args, conn) {
   const r = spawnSync(TOOL, args, { env: { ...process.env, BENCH_STORAGE_CONNECTION: conn }, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${TOOL} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
@@ -91,7 +81,7 @@ try {
   }));
   const bSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = procCpuSeconds(h.proc.pid) - cpu0;
-  const rss = procPeakRssKiB(h.proc.pid);
+  const rss = procStatusKiB(h.proc.pid, 'VmHWM');
   await h.stop();
   const rows = await rowsOf(az.connection, 'BenchState', PK);
   const total = Object.values(rows).reduce((n, r) => n + Number(r.Count), 0);

@@ -7,12 +7,12 @@
 // Azurite's CPU, wall time. Targets: last/first ≤ 1.5, peak RSS ≤ 64 MiB.
 // Env: HANDLER_BIN, BENCH_BATCHES (1000), BENCH_BATCH (100), BENCH_PARTITIONS (4),
 // BENCH_WINDOW (100), BENCH_OUT (json file), BENCH_HANDLER_ENV (JSON of extra settings).
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startHandler, repoRoot } from '../tests/js/lib/handler.mjs';
 import { startAzurite } from '../tests/js/lib/azurite.mjs';
 import { wireBatch, summaryOf, tableClient } from '../tests/js/lib/eventhub.mjs';
+import { procCpuSeconds, procStatusKiB } from '../tests/js/lib/proc.mjs';
 
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 1000);
 const BATCH = Number(process.env.BENCH_BATCH ?? 100);
@@ -20,18 +20,6 @@ const PARTITIONS = Number(process.env.BENCH_PARTITIONS ?? 4);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 100);
 const HANDLER = process.env.HANDLER_BIN ?? path.join(repoRoot, 'build/release/handler');
 const PK = 'bench-devices';
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
-
-function cpuSeconds(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-}
-function statusKiB(pid, field) {
-  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
-
 /** The body of batch k (its devices: k*BATCH .. k*BATCH+BATCH-1), on partition k % PARTITIONS. */
 function body(k) {
   const events = [];
@@ -53,13 +41,13 @@ try {
   const perBatchCpu = new Array(BATCHES).fill(0);
   let written = 0;
   const t0 = process.hrtime.bigint();
-  const az0 = cpuSeconds(az.pid);
-  const cpu0 = cpuSeconds(h.proc.pid);
+  const az0 = procCpuSeconds(az.pid);
+  const cpu0 = procCpuSeconds(h.proc.pid);
   for (let round = 0; round * PARTITIONS < BATCHES; round++) {
     const ks = [];
     for (let p = 0; p < PARTITIONS && round * PARTITIONS + p < BATCHES; p++) ks.push(round * PARTITIONS + p);
     const bodies = ks.map(body);   // built before the clock of the round starts
-    const c0 = cpuSeconds(h.proc.pid);
+    const c0 = procCpuSeconds(h.proc.pid);
     await Promise.all(bodies.map(async (b) => {
       const r = await fetch(`${h.url}/EventTrigger`, { method: 'POST', body: b,
         headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Azure-Functions-InvocationId': crypto.randomUUID() } });
@@ -69,15 +57,15 @@ try {
       if (s.accepted !== BATCH || s.rows_written !== BATCH) throw new Error(`unexpected summary ${JSON.stringify(s)}`);
       written += s.rows_written;
     }));
-    const c = (cpuSeconds(h.proc.pid) - c0) / ks.length;
+    const c = (procCpuSeconds(h.proc.pid) - c0) / ks.length;
     for (const k of ks) perBatchCpu[k] = c;
     if (round % 25 === 24) process.stdout.write(`  ${(round + 1) * PARTITIONS} batches, ${written} devices\n`);
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const cpu = cpuSeconds(h.proc.pid) - cpu0;
-  const azCpu = cpuSeconds(az.pid) - az0;
-  const hwm = statusKiB(h.proc.pid, 'VmHWM') / 1024;
-  const rss = statusKiB(h.proc.pid, 'VmRSS') / 1024;
+  const cpu = procCpuSeconds(h.proc.pid) - cpu0;
+  const azCpu = procCpuSeconds(az.pid) - az0;
+  const hwm = procStatusKiB(h.proc.pid, 'VmHWM') / 1024;
+  const rss = procStatusKiB(h.proc.pid, 'VmRSS') / 1024;
   await h.stop();
 
   // spot check: every hundredth device has its row

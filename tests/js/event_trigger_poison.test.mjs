@@ -19,6 +19,7 @@ import { startHandler, invoke, waitFor, handlerBin, httpReq } from './lib/handle
 import { wireBatch, rowsOf, uniquePk, summaryOf, pushesOf, tableClient } from './lib/eventhub.mjs';
 import { startTableProxy, odataError, batchFailure, batchIndexOf } from './lib/table_proxy.mjs';
 import { httpResult } from './lib/functions.mjs';
+import { procStatusKiB } from './lib/proc.mjs';
 
 const CONN = process.env.TEST_STORAGE_CONNECTION;
 if (!CONN) throw new Error('TEST_STORAGE_CONNECTION is not set: run through tests/run.sh');
@@ -40,11 +41,6 @@ async function handler(env) {
 }
 
 const post = (h, batch) => invoke(h, 'EventTrigger', batch.data, batch.metadata);
-
-function procKiB(pid, field) {
-  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
 
 test('U+2028/U+2029 in messageId, geo or device id beside five ordinary devices: all six stored, exactly', async () => {
   for (const [field, ch] of [['messageId', '\u2028'], ['geo', '\u2029'], ['deviceId', '\u2028']]) {
@@ -190,7 +186,7 @@ test('the largest batch the host sends under host.json is accepted, in small mem
   assert.equal(status, 200, text.slice(0, 500));
   const s = summaryOf(JSON.parse(text));
   assert.deepEqual([s.events, s.accepted, s.rows_written], [n, n, n]);
-  const hwm = procKiB(h.proc.pid, 'VmHWM') / 1024;
+  const hwm = procStatusKiB(h.proc.pid, 'VmHWM') / 1024;
   console.log(`# ${n} events, ${(size / 1048576).toFixed(1)} MiB body: handler peak RSS ${hwm.toFixed(1)} MiB`);
   if (!INSTRUMENTED) assert.ok(hwm < 64, `peak RSS ${hwm} MiB`);
   const row = (await rowsOf(CONN, 'DeviceState', pk))['big-7'];
@@ -205,7 +201,7 @@ test('thirty 256 KiB array bodies, six invocations at once: small peak, memory g
   const batch = (w) => wireBatch(Array.from({ length: 30 }, (_, i) => ({ deviceId: `arr-${w}-${i % 3}`, seq: i + 1, body: arrayBody })),
     { partition: String(w) });
   const bodies = Array.from({ length: 6 }, (_, w) => JSON.stringify({ Data: batch(w).data, Metadata: batch(w).metadata }));
-  const idle0 = procKiB(h.proc.pid, 'VmRSS');
+  const idle0 = procStatusKiB(h.proc.pid, 'VmRSS');
   const rs = await Promise.all(bodies.map((body) => fetch(`${h.url}/EventTrigger`, { method: 'POST', body,
     headers: { 'Content-Type': 'application/json' } }).then(async (r) => ({ status: r.status, text: await r.text() }))));
   for (const r of rs) {
@@ -213,13 +209,13 @@ test('thirty 256 KiB array bodies, six invocations at once: small peak, memory g
     const s = summaryOf(JSON.parse(r.text));
     assert.deepEqual([s.events, s.invalid, s.accepted], [30, 30, 0]);   // an array is not a reading
   }
-  const hwm = procKiB(h.proc.pid, 'VmHWM') / 1024;
+  const hwm = procStatusKiB(h.proc.pid, 'VmHWM') / 1024;
   console.log(`# 6 × 7.5 MiB of arrays at once: handler peak RSS ${hwm.toFixed(1)} MiB (idle ${(idle0 / 1024).toFixed(1)} MiB)`);
   if (!INSTRUMENTED) {
     assert.ok(hwm < 96, `peak RSS ${hwm} MiB`);
     // idle again: freed memory goes back to the system (malloc_trim after a second of quiet)
-    await waitFor(() => procKiB(h.proc.pid, 'VmRSS') < idle0 + 8 * 1024,
-      { timeoutMs: 10000, intervalMs: 200, what: `RSS back near ${idle0} kB (now ${procKiB(h.proc.pid, 'VmRSS')} kB)` });
+    await waitFor(() => procStatusKiB(h.proc.pid, 'VmRSS') < idle0 + 8 * 1024,
+      { timeoutMs: 10000, intervalMs: 200, what: `RSS back near ${idle0} kB (now ${procStatusKiB(h.proc.pid, 'VmRSS')} kB)` });
   }
   const rows = await rowsOf(CONN, 'DeviceState', pk);
   assert.equal(rows['arr-0-0'].InvalidCount, 10n);
