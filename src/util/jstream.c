@@ -561,23 +561,72 @@ int jchain_end(jchain_t *c)
     return pump(c, 0);
 }
 
+/* UTF-8 of code point cp into o (at least 4 bytes); returns the length. */
+static size_t utf8_put(unsigned long cp, char *o)
+{
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+static int hex4(const char *p, const char *end, unsigned *out)
+{
+    if (end - p < 4) return -1;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval((unsigned char)p[i]);
+        if (h < 0) return -1;
+        v = v * 16 + (unsigned)h;
+    }
+    *out = v;
+    return 0;
+}
+
 int json_string_decode(const char *lit, size_t n, buf_t *out)
 {
-    jstream_t *js = malloc(sizeof *js);
-    if (!js) return -1;
-    jstream_init(js);
-    jstream_feed(js, lit, n);
-    jstream_end(js);
-    int rc = -1;
-    js_event_t ev = jstream_next(js);
-    if (ev == JS_STR_BEGIN) {
-        for (;;) {
-            ev = jstream_next(js);
-            if (ev == JS_STR_CHUNK) { if (buf_append(out, js->chunk, js->chunk_len) != 0) break; continue; }
-            if (ev == JS_STR_END) { rc = jstream_next(js) == JS_DONE ? 0 : -1; }
-            break;
+    const char *p = lit, *end = lit + n;
+    while (p < end && (unsigned char)*p <= 0x20) p++;
+    if (p == end || *p++ != '"') return -1;
+    /* the same rules as the tokenizer: escapes, surrogate pairs, raw bytes as they are */
+    if (buf_reserve(out, (size_t)(end - p)) != 0) return -1;
+    for (;;) {
+        const char *q = p;
+        while (q < end && *q != '"' && *q != '\\') q++;
+        if (q > p) buf_append(out, p, (size_t)(q - p));
+        if (q == end) return -1;
+        p = q + 1;
+        if (*q == '"') break;
+        if (p == end) return -1;
+        char c = *p++, tmp[4];
+        switch (c) {
+        case '"': case '\\': case '/': buf_putc(out, c); continue;
+        case 'b': buf_putc(out, '\b'); continue;
+        case 'f': buf_putc(out, '\f'); continue;
+        case 'n': buf_putc(out, '\n'); continue;
+        case 'r': buf_putc(out, '\r'); continue;
+        case 't': buf_putc(out, '\t'); continue;
+        case 'u': break;
+        default: return -1;
         }
+        unsigned u, lo;
+        if (hex4(p, end, &u) != 0) return -1;
+        p += 4;
+        unsigned long cp = u;
+        if (u >= 0xDC00 && u <= 0xDFFF) return -1;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, end, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
+                return -1;
+            p += 6;
+            cp = 0x10000 + (((unsigned long)u - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        buf_append(out, tmp, utf8_put(cp, tmp));
     }
-    free(js);
-    return rc;
+    while (p < end && (unsigned char)*p <= 0x20) p++;
+    return p == end && !out->oom ? 0 : -1;
 }

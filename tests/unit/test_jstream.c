@@ -374,6 +374,21 @@ static void test_string_decode(void **state)
     assert_int_equal(json_string_decode("\"a", 2, &b), -1);
     assert_int_equal(json_string_decode("1", 1, &b), -1);
     assert_int_equal(json_string_decode("\"a\"x", 4, &b), -1);
+    /* the same verdicts and bytes as the tokenizer, on every literal */
+    const char *lits[] = {"\"\\ud83d\\ude00 \\u00e9\\/\\b\"", "\"\\ud83d\"", "\"\\ude00\"", "\"\\ud83d\\u0041\"",
+                          "\"\\q\"", "\"\\u12\"", "\"raw\x01\xff\"", "\"\\\"\"", "\"\\\"", "\"\"", " \"x\" "};
+    for (size_t i = 0; i < sizeof lits / sizeof lits[0]; i++) {
+        buf_t t = BUF_INIT, d = BUF_INIT;
+        int tok = trace(lits[i], strlen(lits[i]), 0, &t);
+        int dec = json_string_decode(lits[i], strlen(lits[i]), &d);
+        assert_int_equal(dec, tok);
+        if (tok == 0) {   /* trace: S<bytes> $ */
+            assert_int_equal(d.len + 3, t.len);
+            assert_memory_equal(d.data ? d.data : "", t.data + 1, d.len);
+        }
+        buf_free(&t);
+        buf_free(&d);
+    }
     buf_free(&b);
 }
 
