@@ -132,6 +132,7 @@ struct tele_decoder {
     buf_t              sys_capbuf;
     sys_rec_t         *sysr;
     size_t             nsys, capsys;
+    size_t             raw_budget;    /* raw body bytes the batch may still keep */
 };
 
 static int fail_msg(tele_decoder_t *d, const char *fmt, const char *a) __attribute__((format(printf, 2, 0)));
@@ -225,6 +226,8 @@ static int event_end(tele_decoder_t *d)
     }
     size_t kept, total;
     const char *raw = event_body_raw(d->body, &kept, &total);
+    if (kept > d->raw_budget) kept = d->raw_budget;   /* a non-host batch of thousands of big events */
+    d->raw_budget -= kept;
     r->ev.raw = arena_dup(d->arena, raw, kept);
     r->ev.raw_len = kept;
     r->ev.raw_total = total;
@@ -616,6 +619,7 @@ tele_decoder_t *tele_decoder_new(void)
     }
     env_init(&d->env);
     d->ev_level = d->sys_level = -1;
+    d->raw_budget = TELE_RAW_BUDGET;
     return d;
 }
 

@@ -10,7 +10,8 @@
  * The request body is read as it arrives (util/jstream.h): one event is parsed, normalised
  * (normalise.h) and reduced to a compact record before the next is read, so the memory a
  * batch costs is a few hundred bytes per event plus at most TELE_RAW_KEEP bytes of each
- * body (kept for the quarantine), whatever the size of the body; the host's largest batch
+ * body (kept for the quarantine; TELE_RAW_BUDGET for the whole batch), whatever the size of
+ * the body; the host's largest batch
  * under our host.json is about 176 MiB on the wire (docs/event-trigger.md). Only the member
  * values normalise reads are looked at (a 256 KiB array inside an event costs nothing), and a
  * string holding U+0000 is never cut short: a NUL in a device id, payload deviceId, geo or
@@ -39,8 +40,10 @@ struct cJSON;
  * (100), so a larger "batch" is not from the trigger; the bound keeps the per-event records
  * of a hostile body of tiny events to a few MiB. */
 #define TELE_MAX_EVENTS 10000
-/* Bytes of each event body kept for the PoisonEvents table. */
+/* Bytes of each event body kept for the PoisonEvents table, and of all of a batch's (a host
+ * batch of 100 events keeps at most 1.6 MiB; beyond the budget bodies are kept truncated). */
 #define TELE_RAW_KEEP 16384
+#define TELE_RAW_BUDGET (8u * 1024u * 1024u)
 
 typedef struct tele_event {
     const char    *device_id;       /* chosen id (batch memory) or NULL */
