@@ -36,8 +36,9 @@ function body(k) {
 }
 
 const az = await startAzurite();
+let h;
 try {
-  const h = await startHandler({ StorageConnectionString: az.connection, PartitionKey: PK, DeviceStateTable: 'BenchDevState',
+  h = await startHandler({ StorageConnectionString: az.connection, PartitionKey: PK, DeviceStateTable: 'BenchDevState',
     CalibrationTable: 'BenchDevCalibration', PoisonEventsTable: 'BenchDevPoison', StorageTimeoutMs: '30000',
     ...(process.env.BENCH_HANDLER_ENV ? JSON.parse(process.env.BENCH_HANDLER_ENV) : {}) }, { bin: HANDLER });
   const perBatchCpu = new Array(BATCHES).fill(0), perBatchAz = new Array(BATCHES).fill(0);
@@ -74,6 +75,7 @@ try {
   const hwm = procStatusKiB(h.proc.pid, 'VmHWM') / 1024;
   const rss = procStatusKiB(h.proc.pid, 'VmRSS') / 1024;
   await h.stop();
+  h = null;
 
   // spot check: every hundredth device has its row
   const tc = tableClient(az.connection, 'BenchDevState');
@@ -107,5 +109,6 @@ try {
   result.targets = Object.fromEntries(targets.map(([n, ok, v]) => [n, { ok, value: v }]));
   if (process.env.BENCH_OUT) fs.writeFileSync(process.env.BENCH_OUT, JSON.stringify(result, null, 2));
 } finally {
+  if (h) await h.stop();
   await az.stop();
 }
