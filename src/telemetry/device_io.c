@@ -111,17 +111,20 @@ static int read_row(dev_window_t *w, dev_work_t *d)
     table_result_t res;
     table_status_t st = table_get_entity(app->tables, app->cfg.device_state_table, app->cfg.partition_key,
                                          d->row_key, NULL, &e, etag, &res);
+    int first_look = !d->was_cached && !d->have_cur && !d->attempts;
     if (st == TABLE_OK) {
         device_state_from_entity(e, etag, &d->cur);
         cJSON_Delete(e);
         d->have_cur = 1;
         etag_cache_put(app->etags, d->id, &d->cur);
+        if (first_look) etag_cache_note_new(app->etags, 0);
         return 0;
     }
     cJSON_Delete(e);
     if (st == TABLE_NOT_FOUND) {
         memset(&d->cur, 0, sizeof d->cur);
         d->have_cur = 1;
+        if (first_look) etag_cache_note_new(app->etags, 1);
         return 0;
     }
     dev_fail(w, d, st, res.message, "reading the DeviceState row");
@@ -149,6 +152,7 @@ static void job_prepare(dev_window_t *w, dev_work_t *d, uint64_t *rng)
 void device_io_prepare(dev_window_t *w)
 {
     long long now_ms = tele_now_ms();
+    int guess_new = etag_cache_guess_new(w->app->etags);
     w->njobs = 0;
     for (size_t i = 0; i < w->n; i++) {
         dev_work_t *d = &w->devs[i];
@@ -157,7 +161,12 @@ void device_io_prepare(dev_window_t *w)
             continue;
         }
         d->calib_ok = calib_cache_peek(w->app->calib, d->id, now_ms, &d->calib);
-        d->have_cur = etag_cache_get(w->app->etags, d->id, &d->cur);
+        d->have_cur = d->was_cached = etag_cache_get(w->app->etags, d->id, &d->cur);
+        if (!d->have_cur && guess_new) {
+            /* most unknown devices are new lately: insert without reading (a 409 re-reads) */
+            memset(&d->cur, 0, sizeof d->cur);
+            d->have_cur = d->guessed_new = 1;
+        }
         if (!d->calib_ok || !d->have_cur) w->jobs[w->njobs++] = i;
     }
     run_jobs(w, job_prepare);
@@ -209,6 +218,11 @@ static void job_occ(dev_window_t *w, dev_work_t *d, uint64_t *rng)
         d->attempts++;
         table_result_t res;
         table_status_t st = write_row(w, d, &res);
+        int wrong_guess = d->guessed_new && st == TABLE_CONFLICT;   /* it exists: read it, no contention */
+        if (d->guessed_new && (st == TABLE_OK || st == TABLE_CONFLICT)) {
+            etag_cache_note_new(app->etags, st == TABLE_OK);
+            d->guessed_new = 0;
+        }
         if (st == TABLE_OK) {
             d->written = 1;
             etag_cache_put(app->etags, d->id, &d->next);
@@ -234,7 +248,7 @@ static void job_occ(dev_window_t *w, dev_work_t *d, uint64_t *rng)
             }
         }
         need_read = 1;
-        if (d->attempts < cfg->occ_max_attempts)
+        if (d->attempts < cfg->occ_max_attempts && !wrong_guess)
             occ_sleep_ms(occ_backoff_ms(cfg->occ_base_ms, cfg->occ_cap_ms, d->attempts, rng));
     }
     d->state = DEV_FAILED;
@@ -312,6 +326,7 @@ void device_io_write(dev_window_t *w)
                 d->next.exists = 1;
                 snprintf(d->next.etag, sizeof d->next.etag, "%s", ops[k].etag);
                 etag_cache_put(app->etags, d->id, &d->next);
+                if (d->guessed_new) etag_cache_note_new(app->etags, 1);
             }
             continue;
         }
@@ -329,6 +344,13 @@ void device_io_write(dev_window_t *w)
                 if (bad < 0 || (size_t)bad == k) {
                     d->attempts = 1;
                     d->conflicts++;
+                    if (d->guessed_new && st == TABLE_CONFLICT) {
+                        /* the guess was wrong, it exists: read it (no contention, no backoff) */
+                        etag_cache_note_new(app->etags, 0);
+                        d->guessed_new = 0;
+                        d->have_cur = 0;
+                        continue;
+                    }
                     d->backoff_first = 1;
                     etag_cache_drop(app->etags, d->id);
                     if (st == TABLE_NOT_FOUND && !d->cur.exists) etag_cache_set_tables_ready(app->etags, 0);

@@ -52,6 +52,8 @@ typedef struct dev_work {
     int             calib_ok;
     device_state_t  cur;             /* row as cached or last read */
     int             have_cur;
+    int             was_cached;      /* cur came from the ETag cache */
+    int             guessed_new;     /* not read: written with an insert (etag_cache_guess_new) */
     device_state_t  next;            /* folded row */
     int             changed;
     fold_stats_t    stats;

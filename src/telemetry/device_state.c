@@ -325,6 +325,7 @@ struct etag_cache {
     pthread_mutex_t lock;
     devmap_t       *map;   /* packed rows, LRU-bounded */
     atomic_int      tables_ready;
+    int             seen_new, seen_old;   /* outcomes for uncached devices (guarded by lock) */
 };
 
 etag_cache_t *etag_cache_new(size_t max_entries)
@@ -384,4 +385,27 @@ int etag_cache_tables_ready(etag_cache_t *ec)
 void etag_cache_set_tables_ready(etag_cache_t *ec, int ready)
 {
     if (ec) atomic_store(&ec->tables_ready, ready);
+}
+
+int etag_cache_guess_new(etag_cache_t *ec)
+{
+    if (!ec) return 0;
+    pthread_mutex_lock(&ec->lock);
+    int total = ec->seen_new + ec->seen_old;
+    int guess = total >= ETAG_NEW_SAMPLES && ec->seen_new >= ETAG_NEW_SHARE * total;
+    pthread_mutex_unlock(&ec->lock);
+    return guess;
+}
+
+void etag_cache_note_new(etag_cache_t *ec, int was_new)
+{
+    if (!ec) return;
+    pthread_mutex_lock(&ec->lock);
+    if (was_new) ec->seen_new++;
+    else ec->seen_old++;
+    if (ec->seen_new + ec->seen_old > 4 * ETAG_NEW_SAMPLES) {   /* halve: the recent past counts most */
+        ec->seen_new /= 2;
+        ec->seen_old /= 2;
+    }
+    pthread_mutex_unlock(&ec->lock);
 }

@@ -110,4 +110,16 @@ void etag_cache_drop(etag_cache_t *ec, const char *device_id);
 int  etag_cache_tables_ready(etag_cache_t *ec);
 void etag_cache_set_tables_ready(etag_cache_t *ec, int ready);
 
+/* Are devices this process has not cached probably new? When lately nearly every one of them
+ * (ETAG_NEW_SHARE of at least ETAG_NEW_SAMPLES) turned out to have no row — devices being
+ * onboarded, a fleet growing — reading them first is a wasted request each: they are written
+ * with an insert instead, and the rare one that exists answers 409 and is re-read. After a
+ * restart, when every cached-out device exists, reads find rows and the guess stays off. */
+#define ETAG_NEW_SAMPLES 64
+#define ETAG_NEW_SHARE   0.9
+int  etag_cache_guess_new(etag_cache_t *ec);
+/* How it turned out for an uncached device: was_new = 1 when it had no row (a read found
+ * none, or an insert succeeded), 0 when it had one. Recent outcomes count most. */
+void etag_cache_note_new(etag_cache_t *ec, int was_new);
+
 #endif

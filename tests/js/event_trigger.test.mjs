@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHandler, invoke, waitFor } from './lib/handler.mjs';
 import { wireBatch, rowsOf, uniquePk, summaryOf, pushesOf, tableClient } from './lib/eventhub.mjs';
+import { startTableProxy } from './lib/table_proxy.mjs';
 
 const CONN = process.env.TEST_STORAGE_CONNECTION;
 if (!CONN) throw new Error('TEST_STORAGE_CONNECTION is not set: run through tests/run.sh');
@@ -261,4 +262,42 @@ test('a 10,000-event batch is folded per device', async () => {
   for (const row of Object.values(rows)) assert.equal(row.Count, 200n);
   assert.equal(rows.L49.Id, '9999');
   assert.ok(Date.now() - t0 < 60000);
+});
+
+test('while most unknown devices are new they are inserted without a read; one that exists is still folded exactly', async () => {
+  const pk = uniquePk('guess');
+  let gets = 0;
+  const proxy = await startTableProxy(Number(process.env.AZURITE_TABLE_PORT), ({ method, url }) => {
+    if (method === 'GET' && url.includes('/DeviceState(')) gets++;
+    return undefined;
+  });
+  try {
+    // an earlier process wrote some devices (this one has not cached them)
+    const first = await handlerFor(pk);
+    const old = Array.from({ length: 5 }, (_, i) => ({ deviceId: `old-${i}`, seq: 1 + i, body: { temperature: 1 } }));
+    assert.equal((await post(first, wireBatch(old, { partition: '6' }))).status, 200);
+    const x = await handlerFor(pk, { StorageConnectionString: proxy.connection });
+    const fresh = (k) => Array.from({ length: 100 }, (_, i) => ({ deviceId: `new-${k}-${i}`, seq: 1000 * k + i, body: { temperature: 2 } }));
+    let r = await post(x, wireBatch(fresh(1), { partition: '6' }));
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.equal(gets, 100, 'at first every unknown device is read');
+    gets = 0;
+    // now nearly all unknown devices have been new: the next ones are inserted straight away,
+    // and the five that exist answer 409, are read and merged (not counted twice, not lost)
+    const mixed = [...fresh(2).slice(0, 95), ...old.map((e) => ({ ...e, seq: 50 + e.seq, body: { temperature: 3 } }))];
+    r = await post(x, wireBatch(mixed, { partition: '6' }));
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.equal(gets, 5, `only the devices that existed were read (${gets} reads)`);
+    const s = summaryOf(r.json);
+    assert.equal(s.rows_written, 100);
+    const rows = await rowsOf(CONN, 'DeviceState', pk);
+    assert.equal(Object.keys(rows).length, 5 + 100 + 95);
+    for (let i = 0; i < 5; i++) {
+      assert.equal(rows[`old-${i}`].Count, 2n);
+      assert.equal(rows[`old-${i}`].Celsius, 3);
+    }
+    assert.equal(rows['new-2-94'].Count, 1n);
+  } finally {
+    await proxy.close();
+  }
 });

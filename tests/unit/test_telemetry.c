@@ -822,6 +822,25 @@ static void test_packed_rows(void **state)
     assert_true(device_state_pack(&small, buf, sizeof buf) < 150);
 }
 
+/* Guessing that unknown devices are new: only after enough evidence, and it fades. */
+static void test_guess_new(void **state)
+{
+    (void)state;
+    etag_cache_t *ec = etag_cache_new(10);
+    for (int i = 0; i < ETAG_NEW_SAMPLES - 1; i++) etag_cache_note_new(ec, 1);
+    assert_false(etag_cache_guess_new(ec));        /* not enough samples yet */
+    etag_cache_note_new(ec, 1);
+    assert_true(etag_cache_guess_new(ec));
+    for (int i = 0; i < 8; i++) etag_cache_note_new(ec, 0);
+    assert_false(etag_cache_guess_new(ec));        /* 64 of 72 new: under 90 % */
+    for (int i = 0; i < 1000; i++) etag_cache_note_new(ec, 0);
+    for (int i = 0; i < 100; i++) etag_cache_note_new(ec, 1);
+    assert_false(etag_cache_guess_new(ec));        /* the past still weighs */
+    for (int i = 0; i < 500; i++) etag_cache_note_new(ec, 1);
+    assert_true(etag_cache_guess_new(ec));         /* ...until it has halved away */
+    etag_cache_free(ec);
+}
+
 /* Bounded caches evict the least recently used device, not everything. */
 static void test_devmap_lru(void **state)
 {
@@ -889,6 +908,7 @@ int main(void)
         cmocka_unit_test(test_row_round_trip),
         cmocka_unit_test(test_packed_rows),
         cmocka_unit_test(test_devmap_lru),
+        cmocka_unit_test(test_guess_new),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
