@@ -1,11 +1,11 @@
 /* quarantine.c — PoisonEvents rows and their idempotent writes (see quarantine.h). */
 #include "telemetry/quarantine.h"
 
+#include "util/base64.h"
 #include "util/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,17 +57,16 @@ static char *clean_text(const char *s)
     if (!out) return NULL;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t len = 1;
+        long len = utf8_next(s + i, n - i);
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0xC0) len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-        if (len > n - i || !utf8_valid(s + i, len) || c < 0x20 || c == 0x7F) {
+        if (len < 0 || c < 0x20 || c == 0x7F) {
             out[o++] = '?';
-            i++;
+            i += len < 0 ? (size_t)-len : 1;
             continue;
         }
-        memcpy(out + o, s + i, len);
-        o += len;
-        i += len;
+        memcpy(out + o, s + i, (size_t)len);
+        o += (size_t)len;
+        i += (size_t)len;
     }
     out[o] = '\0';
     return out;
@@ -106,10 +105,10 @@ cJSON *quarantine_row(const quarantine_ctx_t *q, const tele_batch_t *b, const qu
         if (text) {
             rc |= table_set_string(e, "Raw", ev->raw);
         } else {
-            char *b64 = malloc(4 * ((ev->raw_len + 2) / 3) + 1);
+            char *b64 = malloc(BASE64_ENCODED_LEN(ev->raw_len) + 1);
             if (!b64) rc = -1;
             else {
-                EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)ev->raw, (int)ev->raw_len);
+                base64_encode(ev->raw, ev->raw_len, b64);
                 rc |= table_set_string(e, "Raw", b64);
                 rc |= table_set_string(e, "RawEncoding", "base64");
                 free(b64);
