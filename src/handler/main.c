@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         if (sig >= 0) break;
         unsigned long now = server_activity(srv);
         if (now == seen && now != trimmed && server_inflight(srv) == 0) {
-            malloc_trim(0);
+            malloc_tune_trim();
             trimmed = now;
         }
         seen = now;

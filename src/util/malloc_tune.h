@@ -11,4 +11,8 @@
  * environment variables, when set, win. Call before starting threads. */
 void malloc_tune_for_threads(void);
 
+/* Hand freed memory at the top of every arena and in whole free pages back to the system
+ * (glibc's malloc_trim). For an idle server after a burst: the RSS must not stay at its peak. */
+void malloc_tune_trim(void);
+
 #endif
