@@ -22,7 +22,8 @@ struct calib_cache {
     pthread_mutex_t lock;
     devmap_t       *map;        /* row by row, LRU-bounded */
     int             ttl_s;
-    /* the whole partition, while it is small */
+    /* the whole partition, while it has at most snapshot_max rows */
+    size_t          snapshot_max;
     pthread_mutex_t snap_lock;  /* held while loading, so one thread loads and the others wait */
     devmap_t       *snap;       /* RowKey → tele_calib_t (guarded by lock) */
     int             snap_state;
@@ -69,7 +70,7 @@ void tele_calib_from_entity(const cJSON *entity, tele_calib_t *c)
     linear(entity, "PressureSlope", "PressureYIntercept", &c->pressure);
 }
 
-calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries)
+calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries, size_t snapshot_max)
 {
     calib_cache_t *cc = calloc(1, sizeof *cc);
     if (!cc) return NULL;
@@ -78,6 +79,7 @@ calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries)
     cc->map = devmap_new(max_entries ? max_entries : 1);
     if (!cc->map) { calib_cache_free(cc); return NULL; }
     cc->ttl_s = ttl_s < 0 ? 0 : ttl_s;
+    cc->snapshot_max = snapshot_max;
     return cc;
 }
 
@@ -95,6 +97,7 @@ void calib_cache_free(calib_cache_t *cc)
 
 typedef struct snap_load {
     devmap_t *map;
+    size_t    max;
     int       too_big, oom;
 } snap_load_t;
 
@@ -103,7 +106,7 @@ static int snap_row(const cJSON *row, void *arg)
     snap_load_t *l = arg;
     const char *rk = table_get_string(row, "RowKey");
     if (!rk) return 0;
-    if (devmap_count(l->map) >= CALIB_SNAPSHOT_MAX) { l->too_big = 1; return 1; }
+    if (devmap_count(l->map) >= l->max) { l->too_big = 1; return 1; }
     tele_calib_t c;
     tele_calib_from_entity(row, &c);
     if (!devmap_put(l->map, rk, &c, sizeof c)) { l->oom = 1; return 1; }
@@ -129,7 +132,7 @@ static int snap_refresh(calib_cache_t *cc, table_client_t *tc, const char *table
         pthread_mutex_unlock(&cc->snap_lock);
         return state;
     }
-    snap_load_t l = {devmap_new(0), 0, 0};
+    snap_load_t l = {devmap_new(0), cc->snapshot_max, 0, 0};
     char *filter = table_partition_filter(pk);
     table_result_t res;
     *st = TABLE_NOMEM;
@@ -189,7 +192,7 @@ int calib_lookup(calib_cache_t *cc, table_client_t *tc, const char *table, const
     if (cc && calib_cache_peek(cc, device_id, now, out)) return 0;
     memset(out, 0, sizeof *out);
     if (!tc) return 0;
-    if (cc && cc->ttl_s > 0) {
+    if (cc && cc->ttl_s > 0 && cc->snapshot_max > 0) {
         table_status_t st = TABLE_OK;
         int state = snap_refresh(cc, tc, table, partition_key, now, &st, err, errlen);
         if (state < 0) return (int)st;

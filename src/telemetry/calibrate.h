@@ -9,10 +9,12 @@
  * The cache is per process, thread-safe, loaded lazily, and expires after
  * CalibrationCacheSeconds — positive AND negative ("no row") answers alike — so a row added or
  * changed in the table takes effect within the TTL. Storage errors are never cached. Usually
- * few devices are calibrated: while the Calibration partition holds at most
- * CALIB_SNAPSHOT_MAX rows, one query per TTL loads all of it and every lookup is answered from
- * that snapshot (a new device costs no read). A larger partition is read row by row, each
- * answer cached, the least recently used device making room. */
+ * few devices are calibrated: while the Calibration partition holds at most snapshot_max rows
+ * (CALIB_SNAPSHOT_MAX in the handler), one query per TTL loads all of it and every lookup is
+ * answered from that snapshot (a new device costs no read). A larger partition is read row by
+ * row, each answer cached, the least recently used device making room; whether it has shrunk
+ * enough to be loaded whole again is checked once per TTL (one query of at most
+ * snapshot_max + 1 rows). */
 #ifndef ENVIROMON_TELEMETRY_CALIBRATE_H
 #define ENVIROMON_TELEMETRY_CALIBRATE_H
 
@@ -41,12 +43,15 @@ void tele_calibrate(const tele_calib_t *c, const tele_reading_t *raw, tele_readi
 /* Read a Calibration entity (cJSON, typed or bare numbers) into *c (found = 1). */
 void tele_calib_from_entity(const struct cJSON *entity, tele_calib_t *c);
 
-/* Calibration rows a partition may hold and still be loaded whole. */
+/* Calibration rows a partition may hold and still be loaded whole (the handler's bound:
+ * ~160 bytes a row, so at most ~1.6 MiB; ten query pages once per TTL). */
 #define CALIB_SNAPSHOT_MAX 10000
 
-/* ttl_s: seconds an entry stays good (0 = never cache). max_entries bounds the row-by-row
- * cache (the least recently used device makes room). NULL when out of memory. */
-calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries);
+/* ttl_s: seconds an entry stays good (0 = never cache, and no snapshot). max_entries bounds
+ * the row-by-row cache (the least recently used device makes room). snapshot_max: the most
+ * rows a partition may hold and still be loaded whole (0: always row by row). NULL when out
+ * of memory. */
+calib_cache_t *calib_cache_new(int ttl_s, size_t max_entries, size_t snapshot_max);
 void calib_cache_free(calib_cache_t *cc);
 
 /* Cached calibration for device_id at monotonic time now_ms: 1 and *out on a fresh hit,

@@ -59,7 +59,7 @@ typedef struct run {
 int telemetry_app_init(app_t *app, char *err, size_t errlen)
 {
     size_t max = (size_t)app->cfg.device_cache_entries;
-    app->calib = calib_cache_new(app->cfg.calibration_cache_s, max);
+    app->calib = calib_cache_new(app->cfg.calibration_cache_s, max, CALIB_SNAPSHOT_MAX);
     app->etags = etag_cache_new(max);
     if (!app->calib || !app->etags) {
         telemetry_app_free(app);

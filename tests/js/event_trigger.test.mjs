@@ -162,6 +162,40 @@ test('calibration row changed in the table applies after the TTL', async () => {
   assert.equal(row.Count, BigInt(seq - 1));
 });
 
+test('a small Calibration partition is read once per TTL, whole: new devices cost no calibration read', async () => {
+  const pk = uniquePk('calsnap');
+  const cal = tableClient(CONN, 'Calibration');
+  await cal.createTable().catch(() => {});
+  await cal.createEntity({ partitionKey: pk, rowKey: 'snap-3', TemperatureSlope: 2.0, TemperatureYIntercept: 1.0 });
+  await cal.createEntity({ partitionKey: pk, rowKey: 'snap-77', TemperatureSlope: 1.0, TemperatureYIntercept: -4.0 });
+  const calls = [];
+  const proxy = await startTableProxy(Number(process.env.AZURITE_TABLE_PORT), ({ method, url }) => {
+    if (/\/Calibration[(?]/.test(url)) calls.push(`${method} ${decodeURIComponent(url)}`);
+    return undefined;
+  });
+  try {
+    const x = await handlerFor(pk, { StorageConnectionString: proxy.connection });
+    const batch = (k) => wireBatch(Array.from({ length: 100 }, (_, i) => ({ deviceId: `snap-${k * 100 + i}`, seq: k * 100 + i,
+      body: { temperature: 10 } })), { partition: '7' });
+    let r = await post(x, batch(0));
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    const reads = calls.filter((c) => c.startsWith('GET'));
+    assert.equal(reads.length, 1, `one query for the whole partition: ${JSON.stringify(calls)}`);
+    assert.match(reads[0], /\$filter=PartitionKey eq '/);
+    const pushes = pushesOf(r.json);
+    assert.equal(pushes['snap-3'].temperature, 21);    // 10 * 2 + 1
+    assert.equal(pushes['snap-77'].temperature, 6);    // 10 * 1 - 4
+    assert.equal(pushes['snap-4'].temperature, 10);    // no row: unchanged
+    calls.length = 0;
+    r = await post(x, batch(1));                        // 100 more new devices inside the TTL
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.deepEqual(calls, [], 'no calibration request at all within the TTL');
+    assert.equal(summaryOf(r.json).accepted, 100);
+  } finally {
+    await proxy.close();
+  }
+});
+
 test('bad input: each event gets its documented result and the rest of the batch is applied', async () => {
   const pk = uniquePk('bad');
   const x = await handlerFor(pk);

@@ -199,7 +199,7 @@ static void test_calibration_maths(void **state)
 static void test_calibration_cache_ttl_and_negative(void **state)
 {
     (void)state;
-    calib_cache_t *cc = calib_cache_new(10, 100);
+    calib_cache_t *cc = calib_cache_new(10, 100, 0);
     assert_non_null(cc);
     tele_calib_t c = {0}, got;
     assert_false(calib_cache_peek(cc, "d", 1000, &got));
@@ -214,12 +214,12 @@ static void test_calibration_cache_ttl_and_negative(void **state)
     assert_true(got.found && got.temperature.slope == 2);
     calib_cache_free(cc);
 
-    cc = calib_cache_new(0, 100);                    /* TTL 0: never cached */
+    cc = calib_cache_new(0, 100, 0);                    /* TTL 0: never cached */
     calib_cache_store(cc, "d", 5, &c);
     assert_false(calib_cache_peek(cc, "d", 5, &got));
     calib_cache_free(cc);
 
-    cc = calib_cache_new(100, 3);                    /* bounded */
+    cc = calib_cache_new(100, 3, 0);                    /* bounded */
     char id[16];
     for (int i = 0; i < 10; i++) { snprintf(id, sizeof id, "d%d", i); calib_cache_store(cc, id, 0, &c); }
     assert_true(calib_cache_peek(cc, "d9", 1, &got));
