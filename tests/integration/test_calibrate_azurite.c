@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "azure/table.h"
+#include "test_azurite.h"
 #include "telemetry/calibrate.h"
 
 static table_client_t *tc;
@@ -25,26 +26,8 @@ static char tname[32];
 static int setup(void **state)
 {
     (void)state;
-    const char *conn = getenv("TEST_STORAGE_CONNECTION");
-    if (!conn) {
-        fprintf(stderr, "TEST_STORAGE_CONNECTION is not set; run through tests/run.sh\n");
-        return -1;
-    }
-    char err[256];
-    table_options_t o = {.timeout_ms = 10000, .connect_timeout_ms = 2000, .retries = 2, .retry_base_ms = 50};
-    tc = table_client_new(conn, &o, err, sizeof err);
-    if (!tc) {
-        fprintf(stderr, "table_client_new: %s\n", err);
-        return -1;
-    }
-    srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    snprintf(tname, sizeof tname, "cal%d%04x", (int)getpid(), rand() & 0xffff);
-    table_result_t res;
-    if (table_create_if_missing(tc, tname, &res) != TABLE_OK) {
-        fprintf(stderr, "create %s: %s\n", tname, res.message);
-        return -1;
-    }
-    return 0;
+    tc = test_azurite_table("cal", tname, sizeof tname);
+    return tc ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -68,6 +51,16 @@ static void put_row(const char *pk, const char *rk, double slope)
     table_status_t st = table_insert_entity(tc, tname, e, NULL, &res);
     if (st != TABLE_OK) fail_msg("insert %s/%s: %s", pk, rk, res.message);
     cJSON_Delete(e);
+}
+
+/* n rows <prefix>0 .. <prefix>n-1 with slopes 1 .. n. */
+static void put_rows(const char *pk, const char *prefix, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char rk[16];
+        snprintf(rk, sizeof rk, "%s%d", prefix, i);
+        put_row(pk, rk, 1.0 + i);
+    }
 }
 
 /* calib_lookup for id (RowKey = id); fails the test on a storage error. */
@@ -130,11 +123,7 @@ static void test_large_partition_row_by_row(void **state)
 {
     (void)state;
     const char *pk = "large";
-    for (int i = 0; i < 4; i++) {                  /* one more than the bound */
-        char rk[8];
-        snprintf(rk, sizeof rk, "r%d", i);
-        put_row(pk, rk, 1.0 + i);
-    }
+    put_rows(pk, "r", 4);                          /* one more than the bound */
     calib_cache_t *cc = calib_cache_new(300, 100, 3);
     assert_non_null(cc);
     tele_calib_t c = lookup(cc, tc, pk, "r3");
@@ -156,11 +145,7 @@ static void test_partition_at_the_bound_is_whole(void **state)
 {
     (void)state;
     const char *pk = "exact";
-    for (int i = 0; i < 3; i++) {                  /* exactly the bound */
-        char rk[8];
-        snprintf(rk, sizeof rk, "e%d", i);
-        put_row(pk, rk, 1.0 + i);
-    }
+    put_rows(pk, "e", 3);                          /* exactly the bound */
     calib_cache_t *cc = calib_cache_new(300, 100, 3);
     assert_non_null(cc);
     tele_calib_t c = lookup(cc, tc, pk, "e2");
@@ -192,8 +177,7 @@ static void test_storage_failure_not_cached(void **state)
     char err[512];
     table_options_t o = {.timeout_ms = 2000, .connect_timeout_ms = 1000, .retries = 0, .retry_base_ms = 10};
     table_client_t *dead = table_client_new(
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
-        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2tra2tra2tra2tra2tr;"
         "TableEndpoint=http://127.0.0.1:1/devstoreaccount1;", &o, err, sizeof err);
     assert_non_null(dead);
     calib_cache_t *cc = calib_cache_new(300, 100, 3);

@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "azure/table.h"
+#include "test_azurite.h"
 
 #define DEV_KEY "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
@@ -37,26 +38,8 @@ static double now_s(void)
 static int setup(void **state)
 {
     (void)state;
-    const char *conn = getenv("TEST_STORAGE_CONNECTION");
-    if (!conn) {
-        fprintf(stderr, "TEST_STORAGE_CONNECTION is not set; run through tests/run.sh\n");
-        return -1;
-    }
-    char err[256];
-    table_options_t o = {.timeout_ms = 10000, .connect_timeout_ms = 2000, .retries = 2, .retry_base_ms = 50};
-    tc = table_client_new(conn, &o, err, sizeof(err));
-    if (!tc) {
-        fprintf(stderr, "table_client_new: %s\n", err);
-        return -1;
-    }
-    srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    snprintf(tname, sizeof(tname), "it%d%04x", (int)getpid(), rand() & 0xffff);
-    table_result_t res;
-    if (table_create_if_missing(tc, tname, &res) != TABLE_OK) {
-        fprintf(stderr, "create %s: %s\n", tname, res.message);
-        return -1;
-    }
-    return 0;
+    tc = test_azurite_table("it", tname, sizeof tname);
+    return tc ? 0 : -1;
 }
 
 static int teardown(void **state)
