@@ -10,6 +10,7 @@
 
 #include "util/buf.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -467,17 +468,19 @@ static int aud_equal(const char *a, const char *b)
     size_t la = strlen(a), lb = strlen(b);
     while (la && a[la - 1] == '/') la--;
     while (lb && b[lb - 1] == '/') lb--;
-    /* Length of "scheme://host" prefix (case-insensitive part). */
+    /* Length of "scheme://host" prefix (case-insensitive part), counted only when the whole
+     * "://" lies within the compared length: stripping the '/' of "http://" leaves "http:". */
     const char *sa = strstr(a, "://"), *sb = strstr(b, "://");
     size_t pa = 0, pb = 0;
-    if (sa && (size_t)(sa - a) < la) {
+    if (sa && (size_t)(sa - a) + 3 <= la) {
         pa = (size_t)(sa - a) + 3;
         while (pa < la && a[pa] != '/' && a[pa] != '?' && a[pa] != '#') pa++;
     }
-    if (sb && (size_t)(sb - b) < lb) {
+    if (sb && (size_t)(sb - b) + 3 <= lb) {
         pb = (size_t)(sb - b) + 3;
         while (pb < lb && b[pb] != '/' && b[pb] != '?' && b[pb] != '#') pb++;
     }
+    assert(pa <= la && pb <= lb);
     if (pa != pb || la != lb) return 0;
     if (pa && strncasecmp(a, b, pa) != 0) return 0;
     return memcmp(a + pa, b + pb, la - pa) == 0;
