@@ -47,6 +47,7 @@ DASH_VENDOR := $(addprefix dashboard/vendor/,signalr.min.js signalr.min.js.map u
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:%.c=$(BUILD)/%)
 FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
 FUZZ_VARIANT := VARIANT=fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
     SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
 
@@ -117,11 +118,12 @@ test-build-asan: $(TEST_BINS) $(PROGRAMS:%=$(BUILD)/%) $(DASH_VENDOR)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ./tests/run.sh $(BUILD)
 
-# Every fuzz target for FUZZ_SECONDS seconds each (FUZZ_TARGETS="sas jwt" for some), after
-# replaying its committed corpus; figures in build/fuzz/summary.md (see tests/fuzz/run.sh).
+# Every fuzz target for FUZZ_SECONDS seconds each (FUZZ_TARGETS="sas jwt" for some, FUZZ_JOBS=2
+# for two at a time), after replaying its committed corpus; figures in build/fuzz/summary.md
+# (see tests/fuzz/run.sh and docs/reliability.md).
 fuzz: deps
 	@$(MAKE) --no-print-directory $(FUZZ_VARIANT) fuzz-build
-	@./tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	@FUZZ_JOBS=$(FUZZ_JOBS) ./tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-build: $(FUZZ_BINS)
 
