@@ -62,12 +62,11 @@ static inline size_t fuzz_split(const uint8_t *data, size_t n, uint8_t sep, cons
     return (size_t)(p - data);
 }
 
-/* Is needle (nlen >= 1 bytes) somewhere in hay? */
-static inline int fuzz_contains(const char *hay, const char *needle, size_t nlen)
+/* Are the nlen >= 1 bytes of needle somewhere in hay[0..hlen)? (memmem is a GNU extension.) */
+static inline int fuzz_contains(const void *hay, size_t hlen, const void *needle, size_t nlen)
 {
-    size_t hl = strlen(hay);
-    for (size_t i = 0; nlen && i + nlen <= hl; i++)
-        if (memcmp(hay + i, needle, nlen) == 0) return 1;
+    for (size_t i = 0; nlen && i + nlen <= hlen; i++)
+        if (memcmp((const char *)hay + i, needle, nlen) == 0) return 1;
     return 0;
 }
 
