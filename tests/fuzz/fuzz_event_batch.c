@@ -15,8 +15,9 @@
  * - the fold counts every event once: Count and InvalidCount grow by exactly the accepted and
  *   invalid events; folding the same batch again (a host retry) skips every event that has a
  *   sequence number and changes neither count for them;
- * - the row survives the trip through its Table entity's JSON, and the pushed message names
- *   the device with the row's count. */
+ * - the row is valid UTF-8 (the Table service refuses anything else) and survives the trip
+ *   through its Table entity's JSON, and the pushed message names the device with the row's
+ *   count. */
 #include "fuzz.h"
 
 #include <cjson/cJSON.h>
@@ -34,6 +35,7 @@
 #include "telemetry/devmap.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 #define MAX_FOLD_EVENTS 2000   /* the fold is quadratic in nothing, but keep runs short */
 
@@ -119,6 +121,7 @@ static void check_row_round_trip(const device_state_t *s, const char *id)
     if (table_entity_print(&text, ent) == 0) {
         cJSON *back = cJSON_Parse(text.data);
         FUZZ_CHECK(back, "entity JSON does not parse: %.200s", text.data);
+        FUZZ_CHECK(utf8_valid(text.data, text.len), "the row holds invalid UTF-8 (the service refuses it): %.200s", text.data);
         device_state_t r;
         device_state_from_entity(back, "W/\"1\"", &r);
         check_states_equal(s, &r, "entity round trip");
