@@ -267,6 +267,17 @@ static void test_routes(void **st)
         if (r) fail_msg("'%s' should be refused", bad[i]);
         assert_non_null(strstr(err, "route '"));
     }
+    /* a quantifier after a quantifier is refused, as .NET refuses it ("Nested quantifier"); glibc
+     * would compile "1++++++++++++*++..." into gigabytes (fuzz_route); one lazy '?' is fine */
+    const char *nested[] = {"r/{v:regex(a**)}", "r/{v:regex(^(1+++++++++++++*+++++++++++++++++,1)$)}",
+                            "r/{v:regex(a+?\?)}"};
+    for (size_t i = 0; i < sizeof nested / sizeof nested[0]; i++) {
+        dh_route_t *r = dh_route_parse(nested[i], err, sizeof err);
+        if (r) fail_msg("'%s' should be refused", nested[i]);
+        assert_non_null(strstr(err, "nested quantifier"));
+    }
+    expect_match("r/{v:regex(^a+?b$)}", "r/aab", "{\"v\":\"aab\"}");
+    expect_match("r/{v:regex(^[+*]+\\++$)}", "r/*+++", "{\"v\":\"*+++\"}");   /* escaped and bracketed: no quantifiers */
     dh_route_t *lit = dh_route_parse("a/b", err, sizeof err), *par = dh_route_parse("a/{x}", err, sizeof err);
     dh_route_t *con = dh_route_parse("a/{x:int}", err, sizeof err), *all = dh_route_parse("a/{*x}", err, sizeof err);
     assert_true(dh_route_cmp(lit, con) < 0);
