@@ -159,6 +159,7 @@ static void check_sr_derived(const sr_conn_t *c)
             sr_claims_t cl;
             sr_verify_status_t st = sr_token_verify(tok, c->access_key, strlen(c->access_key), aud, now, &cl);
             FUZZ_CHECK(st == SR_TOKEN_OK, "own token refused: %s", sr_verify_status_name(st));
+            sr_claims_free(&cl);
             free(tok);
         }
     }
