@@ -24,6 +24,7 @@
 #include "devhost/host/route.h"
 #include "devhost/host/settings.h"
 #include "devhost/host/static_files.h"
+#include "util/utf8.h"
 
 static void test_json_errors(void **st)
 {
@@ -426,6 +427,29 @@ static void test_http_request_shapes(void **st)
     req = dh_http_request_object(&r, NULL, DH_IDENTITY_ANONYMOUS);
     assert_string_equal(cJSON_GetObjectItem(req, "Body")->valuestring, "a\xEF\xBF\xBD" "b");
     cJSON_Delete(req);
+    dh_http_req_free(&r);
+    /* So do a query's and a header's bytes, in Data.req and in Metadata (found by
+     * fuzz_http_trigger: they reached the handler as JSON that is not UTF-8). */
+    const char *odd[] = {"X-Odd", "v\xfe", NULL};
+    fake_req(&r, "GET", "/api/x\xff", "%FF=%C0%80&k=a%E2%82", odd, NULL);
+    req = dh_http_request_object(&r, NULL, DH_IDENTITY_ANONYMOUS);
+    md = dh_http_metadata(&r, NULL);
+    assert_non_null(req);
+    assert_non_null(md);
+    char *texts[2] = {cJSON_PrintUnformatted(req), cJSON_PrintUnformatted(md)};
+    for (int i = 0; i < 2; i++) {
+        assert_non_null(texts[i]);
+        if (!utf8_valid(texts[i], strlen(texts[i]))) fail_msg("not UTF-8: %s", texts[i]);
+        free(texts[i]);
+    }
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "Query"), "k")->valuestring, "a\xEF\xBF\xBD");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "Query"), "\xEF\xBF\xBD")->valuestring,
+                        "\xEF\xBF\xBD\xEF\xBF\xBD");
+    const cJSON *xo = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "Headers"), "X-Odd"), 0);
+    assert_string_equal(xo->valuestring, "v\xEF\xBF\xBD");
+    assert_string_equal(cJSON_GetObjectItem(req, "Url")->valuestring, "http://localhost:7071/api/x\xEF\xBF\xBD?%FF=%C0%80&k=a%E2%82");
+    cJSON_Delete(req);
+    cJSON_Delete(md);
     dh_http_req_free(&r);
     cJSON_Delete(params);
 }
