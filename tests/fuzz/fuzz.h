@@ -62,6 +62,22 @@ static inline size_t fuzz_split(const uint8_t *data, size_t n, uint8_t sep, cons
     return (size_t)(p - data);
 }
 
+/* Split data into at most n fields at each NUL: f[i]/fl[i] for the fields present, NULL/0 for
+ * the missing ones; the last field (f[n - 1]) keeps every byte after the (n-1)th NUL, NULs
+ * included, so that it can be a body. Returns how many fields were present. */
+static inline int fuzz_fields(const uint8_t *data, size_t size, int n, const uint8_t **f, size_t *fl)
+{
+    const uint8_t *rest = data;
+    size_t rl = size;
+    int i;
+    for (i = 0; i < n; i++) { f[i] = NULL; fl[i] = 0; }
+    for (i = 0; i < n && rest; i++) {
+        f[i] = rest;
+        fl[i] = i < n - 1 ? fuzz_split(rest, rl, 0, &rest, &rl) : rl;
+    }
+    return i;
+}
+
 /* Are the nlen >= 1 bytes of needle somewhere in hay[0..hlen)? (memmem is a GNU extension.) */
 static inline int fuzz_contains(const void *hay, size_t hlen, const void *needle, size_t nlen)
 {

@@ -226,14 +226,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > 64 * 1024) return 0;
     if (++g_runs % REOPEN_EVERY == 0) hub_fresh();
     unsigned flags = data[0];
-    const uint8_t *f[5] = {0};
-    size_t fl[5] = {0};
-    const uint8_t *rest = data + 1;
-    size_t rl = size - 1;
-    for (int i = 0; i < 5 && rest; i++) {
-        f[i] = rest;
-        fl[i] = i < 4 ? fuzz_split(rest, rl, 0, &rest, &rl) : rl;
-    }
+    const uint8_t *f[5];
+    size_t fl[5];
+    fuzz_fields(data + 1, size - 1, 5, f, fl);
     char *method = fuzz_strndup(f[0] ? f[0] : (const uint8_t *)"", fl[0]);
     char *path = fuzz_strndup(f[1] ? f[1] : (const uint8_t *)"", fl[1]);
     char *query = fuzz_strndup(f[2] ? f[2] : (const uint8_t *)"", fl[2]);

@@ -86,14 +86,9 @@ static void check_built(const char *host_header, const char *path, args_t *a)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const uint8_t *f[5] = {0};
-    size_t fl[5] = {0};
-    const uint8_t *rest = data;
-    size_t rl = size;
-    for (int i = 0; i < 5 && rest; i++) {
-        f[i] = rest;
-        fl[i] = fuzz_split(rest, rl, 0, &rest, &rl);
-    }
+    const uint8_t *f[5];
+    size_t fl[5];
+    fuzz_fields(data, size, 5, f, fl);
     char *aud = fuzz_strndup(f[0] ? f[0] : (const uint8_t *)"", fl[0]);
     char *host_header = f[1] && fl[1] ? fuzz_strndup(f[1], fl[1]) : NULL;
     char *path = fuzz_strndup(f[2] ? f[2] : (const uint8_t *)"/client", f[2] ? fl[2] : 7);
