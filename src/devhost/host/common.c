@@ -174,15 +174,23 @@ void dh_put_utf8_lossy(buf_t *b, const char *s, size_t n)
     buf_append(b, s + run, n - run);
 }
 
+char *dh_utf8_lossy_dup(const char *s, size_t n)
+{
+    n = strnlen(s, n);
+    if (utf8_valid(s, n)) return strndup(s, n);
+    buf_t b = BUF_INIT;
+    dh_put_utf8_lossy(&b, s, n);
+    if (b.oom) { buf_free(&b); return NULL; }
+    return buf_steal(&b);
+}
+
 /* A malloc'd valid-UTF-8 copy of s when it is not valid UTF-8, else NULL (*oom on failure). */
 static char *lossy_copy(const char *s, int *oom)
 {
-    size_t n = strlen(s);
-    if (utf8_valid(s, n)) return NULL;
-    buf_t b = BUF_INIT;
-    dh_put_utf8_lossy(&b, s, n);
-    if (b.oom) { buf_free(&b); *oom = 1; return NULL; }
-    return buf_steal(&b);
+    if (utf8_valid(s, strlen(s))) return NULL;
+    char *t = dh_utf8_lossy_dup(s, strlen(s));
+    if (!t) *oom = 1;
+    return t;
 }
 
 int dh_json_utf8_lossy(cJSON *v)

@@ -52,8 +52,10 @@ int dh_header_push(dh_header_t **v, size_t *n, const char *name, size_t nl, cons
     dh_header_t *nv = realloc(*v, (*n + 1) * sizeof *nv);
     if (!nv) return -1;
     *v = nv;
-    nv[*n].name = strndup(name, nl);
-    nv[*n].value = strndup(value, vl);
+    /* as text, the way the host's strings hold them: a client's bytes that are not UTF-8 become
+     * U+FFFD here, so that names that read the same are the same name everywhere */
+    nv[*n].name = dh_utf8_lossy_dup(name, nl);
+    nv[*n].value = dh_utf8_lossy_dup(value, vl);
     if (!nv[*n].name || !nv[*n].value) { free(nv[*n].name); free(nv[*n].value); return -1; }
     (*n)++;
     return 0;

@@ -83,8 +83,9 @@ int dh_resp_set(dh_http_resp_t *w, int status, const char *content_type, const c
 /* Headers (and query arguments) kept per request; more are ignored (abuse, not HTTP). */
 #define DH_MAX_HEADERS 200
 
-/* Append a copy of name[0..nl) / value[0..vl) to the list *v of *n entries; beyond
- * DH_MAX_HEADERS the pair is ignored. Returns 0, or -1 when out of memory. */
+/* Append a copy of name[0..nl) / value[0..vl) to the list *v of *n entries, each made valid
+ * UTF-8 (ill-formed sequences become U+FFFD, as the host decodes them); beyond DH_MAX_HEADERS
+ * the pair is ignored. Returns 0, or -1 when out of memory. */
 int dh_header_push(dh_header_t **v, size_t *n, const char *name, size_t nl, const char *value, size_t vl);
 
 /* Fill r's raw_path, raw_query, path, segs and query from the request URI as received
