@@ -1,5 +1,6 @@
 # Enviromon build. `make` builds ./handler, ./devhost, ./simulator and the dashboard's vendor/ folder; `make test` installs dependencies, builds and
-# runs every test; `make asan` runs the same tests under AddressSanitizer + UBSan.
+# runs every test; `make asan` runs the same tests under AddressSanitizer + UBSan; `make fuzz` builds
+# the libFuzzer targets with clang and runs each for FUZZ_SECONDS (docs/reliability.md).
 # `make package` builds dist/enviromon.zip for Azure (a handler that runs on the Functions
 # Linux images), `make check-package` proves it there, `make publish APP=...` deploys it
 # (tools/package/, docs/deploy.md; the first two need root).
@@ -41,7 +42,16 @@ TEST_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%) $(INTEG_SRCS:%.c=$(BUILD)/%) $(TOOL_SRC
 DASH_NPM    := dashboard/node_modules
 DASH_VENDOR := $(addprefix dashboard/vendor/,signalr.min.js signalr.min.js.map uPlot.iife.min.js uPlot.min.css)
 
-.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run package check-package publish
+# libFuzzer targets (tests/fuzz/fuzz_*.c): the library is built with clang into build/fuzz/
+# with coverage instrumentation, ASan and UBSan; each target links libFuzzer's main.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:%.c=$(BUILD)/%)
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+FUZZ_VARIANT := VARIANT=fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
+    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
+
+.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run package check-package publish fuzz fuzz-build
 
 all: $(PROGRAMS) $(DASH_VENDOR)
 
@@ -85,6 +95,11 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT:%.c=$(BUILD)/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS) -lcmocka
 
+# (the shorter stem wins over the rule above)
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.a,$^) $(LDLIBS)
+
 deps:
 	@./tools/deps.sh
 
@@ -102,6 +117,15 @@ asan: deps
 test-build-asan: $(TEST_BINS) $(PROGRAMS:%=$(BUILD)/%) $(DASH_VENDOR)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ./tests/run.sh $(BUILD)
+
+# Every fuzz target for FUZZ_SECONDS seconds each (FUZZ_TARGETS="sas jwt" for some, FUZZ_JOBS=2
+# for two at a time), after replaying its committed corpus; figures in build/fuzz/summary.md
+# (see tests/fuzz/run.sh and docs/reliability.md).
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_VARIANT) fuzz-build
+	@FUZZ_JOBS=$(FUZZ_JOBS) ./tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_BINS)
 
 valgrind: deps
 	@$(MAKE) --no-print-directory test-build

@@ -10,6 +10,7 @@
 
 #include "util/buf.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -45,63 +46,77 @@ static void lower_ascii(char *s)
     for (; *s; s++) *s = (char)tolower((unsigned char)*s);
 }
 
-/* Parse "scheme://host[:port][/...]" into c->scheme, c->host and the URL's port (0 when
+/* May byte c appear in a URL as written (RFC 3986: unreserved, reserved and '%')? Blanks,
+ * control characters, non-ASCII bytes and " < > \ ^ ` { | } may not. */
+static int url_char_ok(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && !strchr("\"<>\\^`{|}", c);
+}
+
+/* Check an http(s) URL "scheme://host[:port][/...]" as the connection string's `what` gives it
+ * (Endpoint, ClientEndpoint): the scheme is http or https; the host, which goes verbatim into
+ * URLs and token audiences, is an IPv6 literal (hex digits, ':' and '.', kept with its
+ * brackets) or a name of RFC 3986 unreserved characters (letters, digits, '-', '.', '_', '~');
+ * the port, when given, is 1..65535 in digits; nothing in the URL is a blank, a control
+ * character or anything else a URL cannot hold. Returns 0 with the scheme's length, the host
+ * [*h, *hend) and the port (0 when absent), or -1 with a message naming `what`. */
+static int split_url(const char *url, const char *what, size_t *slen, const char **h, const char **hend,
+                     int *port, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    const char *sep = strstr(url, "://");
+    *slen = sep ? (size_t)(sep - url) : 0;
+    if (!sep) {
+        why = "is not an http(s) URL";
+    } else if (!((*slen == 4 && strncasecmp(url, "http", 4) == 0) ||
+                 (*slen == 5 && strncasecmp(url, "https", 5) == 0))) {
+        why = "must use http or https";
+    } else {
+        const char *p = sep + 3, *e;
+        if (*p == '[') {
+            e = strchr(p, ']');
+            if (e && e > p + 1 && strspn(p + 1, "0123456789abcdefABCDEF:.") == (size_t)(e - p - 1)) e++;
+            else e = p;
+        } else {
+            e = p + strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~");
+        }
+        *h = p;
+        *hend = e;
+        *port = 0;
+        if (e == p || (*e && !strchr(":/?#", *e))) {
+            why = "has no valid host";
+        } else if (*e == ':') {
+            size_t nd = strspn(e + 1, "0123456789");
+            long v = nd && nd <= 5 ? strtol(e + 1, NULL, 10) : 0;
+            if (v < 1 || v > 65535 || (e[1 + nd] && !strchr("/?#", e[1 + nd]))) why = "has an invalid port";
+            else *port = (int)v;
+        }
+        for (const char *q = url; !why && *q; q++)
+            if (!url_char_ok((unsigned char)*q)) why = "contains a blank or a character a URL cannot hold";
+    }
+    if (why) {
+        if (err && errlen) snprintf(err, errlen, "SignalR connection string: %s '%s' %s", what, url, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse the Endpoint URL into c->scheme, c->host (both lower-cased) and the URL's port (0 when
  * absent). Returns 0 or -1. */
 static int parse_endpoint_url(const char *url, sr_conn_t *c, int *url_port, char *err, size_t errlen)
 {
-    const char *sep = strstr(url, "://");
-    if (!sep) {
-        set_err(err, errlen, "SignalR connection string: Endpoint '%s' is not an http(s) URL", url);
-        return -1;
-    }
-    size_t slen = (size_t)(sep - url);
-    if (!((slen == 4 && strncasecmp(url, "http", 4) == 0) ||
-          (slen == 5 && strncasecmp(url, "https", 5) == 0))) {
-        set_err(err, errlen, "SignalR connection string: Endpoint '%s' must use http or https", url);
-        return -1;
-    }
+    size_t slen;
+    const char *h, *hend;
+    if (split_url(url, "Endpoint", &slen, &h, &hend, url_port, err, errlen) != 0) return -1;
     c->scheme = strndup(url, slen);
-    if (!c->scheme) goto oom;
-    lower_ascii(c->scheme);
-
-    const char *h = sep + 3;
-    const char *hend;
-    if (*h == '[') {                        /* IPv6 literal, kept with its brackets */
-        hend = strchr(h, ']');
-        if (!hend) goto bad_host;
-        hend++;
-    } else {
-        hend = h;
-        while (*hend && *hend != ':' && *hend != '/' && *hend != '?' && *hend != '#') hend++;
-    }
-    if (hend == h) goto bad_host;
-    for (const char *p = h; p < hend; p++)
-        if (isspace((unsigned char)*p) || *p == '@') goto bad_host;
     c->host = strndup(h, (size_t)(hend - h));
-    if (!c->host) goto oom;
-    lower_ascii(c->host);
-
-    *url_port = 0;
-    if (*hend == ':') {
-        char *end = NULL;
-        errno = 0;
-        long p = strtol(hend + 1, &end, 10);
-        if (errno || end == hend + 1 || p < 1 || p > 65535 ||
-            (*end && *end != '/' && *end != '?' && *end != '#')) {
-            set_err(err, errlen, "SignalR connection string: Endpoint '%s' has an invalid port", url);
-            return -1;
-        }
-        *url_port = (int)p;
-    } else if (*hend && *hend != '/' && *hend != '?' && *hend != '#') {
-        goto bad_host;
+    if (!c->scheme || !c->host) {
+        set_err(err, errlen, "SignalR connection string: %sout of memory", "");
+        return -1;
     }
+    lower_ascii(c->scheme);
+    lower_ascii(c->host);
     return 0;
-bad_host:
-    set_err(err, errlen, "SignalR connection string: Endpoint '%s' has no valid host", url);
-    return -1;
-oom:
-    set_err(err, errlen, "SignalR connection string: %sout of memory", "");
-    return -1;
 }
 
 /* Version must look like the SDK's ^1\.\d+ (anything after the digits is tolerated). */
@@ -199,13 +214,11 @@ int sr_conn_parse(const char *connstr, sr_conn_t *out, char *err, size_t errlen)
     if (vals[K_CLIENT] && *vals[K_CLIENT]) {
         out->client_endpoint = strdup(vals[K_CLIENT]);
         if (!out->client_endpoint) goto oom;
-        size_t cn = strlen(out->client_endpoint);
+        size_t cn = strlen(out->client_endpoint), slen;
         while (cn && out->client_endpoint[cn - 1] == '/') out->client_endpoint[--cn] = '\0';
-        if (strncasecmp(out->client_endpoint, "http://", 7) != 0 &&
-            strncasecmp(out->client_endpoint, "https://", 8) != 0) {
-            set_err(err, errlen, "SignalR connection string: ClientEndpoint '%s' must be an http(s) URL", out->client_endpoint);
-            goto done;
-        }
+        const char *h, *hend;
+        int cport;
+        if (split_url(out->client_endpoint, "ClientEndpoint", &slen, &h, &hend, &cport, err, errlen) != 0) goto done;
     }
     rc = 0;
     goto done;
@@ -455,17 +468,19 @@ static int aud_equal(const char *a, const char *b)
     size_t la = strlen(a), lb = strlen(b);
     while (la && a[la - 1] == '/') la--;
     while (lb && b[lb - 1] == '/') lb--;
-    /* Length of "scheme://host" prefix (case-insensitive part). */
+    /* Length of "scheme://host" prefix (case-insensitive part), counted only when the whole
+     * "://" lies within the compared length: stripping the '/' of "http://" leaves "http:". */
     const char *sa = strstr(a, "://"), *sb = strstr(b, "://");
     size_t pa = 0, pb = 0;
-    if (sa && (size_t)(sa - a) < la) {
+    if (sa && (size_t)(sa - a) + 3 <= la) {
         pa = (size_t)(sa - a) + 3;
         while (pa < la && a[pa] != '/' && a[pa] != '?' && a[pa] != '#') pa++;
     }
-    if (sb && (size_t)(sb - b) < lb) {
+    if (sb && (size_t)(sb - b) + 3 <= lb) {
         pb = (size_t)(sb - b) + 3;
         while (pb < lb && b[pb] != '/' && b[pb] != '?' && b[pb] != '#') pb++;
     }
+    assert(pa <= la && pb <= lb);
     if (pa != pb || la != lb) return 0;
     if (pa && strncasecmp(a, b, pa) != 0) return 0;
     return memcmp(a + pa, b + pb, la - pa) == 0;

@@ -272,12 +272,17 @@ table_status_t table_batch_parse(const char *body, size_t len, table_batch_op_t 
                  "$batch response has %zu operation results for %zu operations", n, n_ops);
         goto out;
     }
+    /* An ETag is kept only when it can be sent back as an If-Match header as it is (no
+     * control characters: a lone CR inside a header line is not a line end here). */
     for (size_t i = 0; i < n; i++) {
         ops[i].etag[0] = '\0';
-        if (find_header(parts[i].hdr, parts[i].hdr_end, "ETag", ops[i].etag, TABLE_ETAG_MAX) != 0 &&
-            ops[i].kind != TABLE_OP_DELETE) {
+        if (find_header(parts[i].hdr, parts[i].hdr_end, "ETag", ops[i].etag, TABLE_ETAG_MAX) != 0 ||
+            !table_etag_ok(ops[i].etag)) {
+            ops[i].etag[0] = '\0';
+            if (ops[i].kind == TABLE_OP_DELETE) continue;
             snprintf(res->message, sizeof(res->message),
-                     "$batch operation %zu succeeded but its ETag is missing or too long", i);
+                     "$batch operation %zu succeeded but its ETag is missing, too long or holds control "
+                     "characters", i);
             res->batch_index = (int)i;
             goto out;
         }

@@ -70,7 +70,8 @@ int table_batch_build(buf_t *b, const char *table_url, const table_batch_op_t *o
                       size_t n_ops, const char *batch_boundary, const char *changeset_boundary);
 
 /* Parse a 202 $batch response body. On success (every operation answered 2xx, one status
- * line per operation) copies each ETag into ops[i].etag and returns TABLE_OK with res->
+ * line per operation, each but a delete with an ETag that table_etag_ok accepts) copies each
+ * ETag into ops[i].etag ("" for a delete without one) and returns TABLE_OK with res->
  * http_status 202. On a failed batch returns the failing operation's status with
  * res->batch_index set from the "N:" message prefix (else Content-ID - 1, else 0 for a
  * single operation, else -1), res->http_status, res->code and res->message filled. Returns

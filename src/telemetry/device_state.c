@@ -12,9 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Copy src into dst (cap bytes), cut at a character boundary when it does not fit: a row
+ * written by another program may hold longer text than a reading carries, and a cut inside a
+ * UTF-8 sequence would be written back as bytes the Table service refuses. */
 static void copy_text(char *dst, size_t cap, const char *src)
 {
-    snprintf(dst, cap, "%s", src ? src : "");
+    if (!src) src = "";
+    size_t n = strlen(src);
+    if (n >= cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80) n--;   /* src[n] starts the cut character */
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 void device_state_from_entity(const cJSON *e, const char *etag, device_state_t *s)

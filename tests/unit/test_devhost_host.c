@@ -24,6 +24,7 @@
 #include "devhost/host/route.h"
 #include "devhost/host/settings.h"
 #include "devhost/host/static_files.h"
+#include "util/utf8.h"
 
 static void test_json_errors(void **st)
 {
@@ -267,6 +268,17 @@ static void test_routes(void **st)
         if (r) fail_msg("'%s' should be refused", bad[i]);
         assert_non_null(strstr(err, "route '"));
     }
+    /* a quantifier after a quantifier is refused, as .NET refuses it ("Nested quantifier"); glibc
+     * would compile "1++++++++++++*++..." into gigabytes (fuzz_route); one lazy '?' is fine */
+    const char *nested[] = {"r/{v:regex(a**)}", "r/{v:regex(^(1+++++++++++++*+++++++++++++++++,1)$)}",
+                            "r/{v:regex(a+?\?)}"};
+    for (size_t i = 0; i < sizeof nested / sizeof nested[0]; i++) {
+        dh_route_t *r = dh_route_parse(nested[i], err, sizeof err);
+        if (r) fail_msg("'%s' should be refused", nested[i]);
+        assert_non_null(strstr(err, "nested quantifier"));
+    }
+    expect_match("r/{v:regex(^a+?b$)}", "r/aab", "{\"v\":\"aab\"}");
+    expect_match("r/{v:regex(^[+*]+\\++$)}", "r/*+++", "{\"v\":\"*+++\"}");   /* escaped and bracketed: no quantifiers */
     dh_route_t *lit = dh_route_parse("a/b", err, sizeof err), *par = dh_route_parse("a/{x}", err, sizeof err);
     dh_route_t *con = dh_route_parse("a/{x:int}", err, sizeof err), *all = dh_route_parse("a/{*x}", err, sizeof err);
     assert_true(dh_route_cmp(lit, con) < 0);
@@ -414,6 +426,44 @@ static void test_http_request_shapes(void **st)
     fake_req(&r, "POST", "/api/x", "", NULL, "a\xff" "b");
     req = dh_http_request_object(&r, NULL, DH_IDENTITY_ANONYMOUS);
     assert_string_equal(cJSON_GetObjectItem(req, "Body")->valuestring, "a\xEF\xBF\xBD" "b");
+    cJSON_Delete(req);
+    dh_http_req_free(&r);
+    /* So do a query's and a header's bytes, in Data.req and in Metadata (found by
+     * fuzz_http_trigger: they reached the handler as JSON that is not UTF-8). */
+    const char *odd[] = {"X-Odd", "v\xfe", NULL};
+    fake_req(&r, "GET", "/api/x\xff", "%FF=%C0%80&k=a%E2%82", odd, NULL);
+    req = dh_http_request_object(&r, NULL, DH_IDENTITY_ANONYMOUS);
+    md = dh_http_metadata(&r, NULL);
+    assert_non_null(req);
+    assert_non_null(md);
+    char *texts[2] = {cJSON_PrintUnformatted(req), cJSON_PrintUnformatted(md)};
+    for (int i = 0; i < 2; i++) {
+        assert_non_null(texts[i]);
+        if (!utf8_valid(texts[i], strlen(texts[i]))) fail_msg("not UTF-8: %s", texts[i]);
+        free(texts[i]);
+    }
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "Query"), "k")->valuestring, "a\xEF\xBF\xBD");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "Query"), "\xEF\xBF\xBD")->valuestring,
+                        "\xEF\xBF\xBD\xEF\xBF\xBD");
+    const cJSON *xo = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "Headers"), "X-Odd"), 0);
+    assert_string_equal(xo->valuestring, "v\xEF\xBF\xBD");
+    assert_string_equal(cJSON_GetObjectItem(req, "Url")->valuestring, "http://localhost:7071/api/x\xEF\xBF\xBD?%FF=%C0%80&k=a%E2%82");
+    cJSON_Delete(req);
+    cJSON_Delete(md);
+    dh_http_req_free(&r);
+    /* Names that read the same are one name: the front server stores query arguments and
+     * headers as text (dh_header_push), so %FF and %FE are both U+FFFD and join. */
+    memset(&r, 0, sizeof r);
+    r.method = "GET";
+    r.content_length = -1;
+    assert_int_equal(dh_http_req_set_uri(&r, "/api/x?%FF=1&%FE=2"), 0);
+    assert_int_equal(r.nquery, 2);
+    assert_string_equal(r.query[0].name, "\xEF\xBF\xBD");
+    assert_string_equal(r.query[1].name, "\xEF\xBF\xBD");
+    req = dh_http_request_object(&r, NULL, DH_IDENTITY_ANONYMOUS);
+    const cJSON *qo = cJSON_GetObjectItem(req, "Query");
+    assert_int_equal(cJSON_GetArraySize(qo), 1);
+    assert_string_equal(cJSON_GetObjectItem(qo, "\xEF\xBF\xBD")->valuestring, "1,2");
     cJSON_Delete(req);
     dh_http_req_free(&r);
     cJSON_Delete(params);

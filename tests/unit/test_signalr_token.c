@@ -113,6 +113,28 @@ static void test_wrong_audience(void **state)
     assert_int_equal(verify(VEC_TOKEN, NULL, 0), SR_TOKEN_OK);
 }
 
+/* Audiences that are nothing but a scheme and "://" (fuzz_jwt: comparing "http://" with itself
+ * stripped the trailing '/' into the "://" and compared -2 bytes). */
+static void test_degenerate_audience(void **state)
+{
+    (void)state;
+    static const struct { const char *aud, *expect; sr_verify_status_t want; } cases[] = {
+        {"http://", "http://", SR_TOKEN_OK},
+        {"http:///", "http://", SR_TOKEN_OK},
+        {"HTTP://", "http://", SR_TOKEN_BAD_AUDIENCE},   /* "HTTP:" and "http:" hold no host part */
+        {"://", "://", SR_TOKEN_OK},
+        {"http://", "http://a", SR_TOKEN_BAD_AUDIENCE},
+        {"http://a", "http://", SR_TOKEN_BAD_AUDIENCE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *tok = sr_token_mint(EMU_KEY, strlen(EMU_KEY), cases[i].aud, 2000000000, NULL);
+        assert_non_null(tok);
+        sr_verify_status_t st = verify(tok, cases[i].expect, 1999999999);
+        if (st != cases[i].want) fail_msg("case %zu: %s", i, sr_verify_status_name(st));
+        free(tok);
+    }
+}
+
 static void test_tampered(void **state)
 {
     (void)state;
@@ -399,6 +421,60 @@ static void test_parse_errors(void **state)
     assert_int_equal(sr_conn_parse(NULL, &c, err, sizeof err), -1);
 }
 
+/* The host goes verbatim into URLs and audiences: only an IPv6 literal or a name of RFC 3986
+ * unreserved characters is a host (fuzz_connection_string found "[=========?==::1]" taken as
+ * one, which made every derived URL and audience malformed). Both URLs must be URLs. */
+static void test_parse_host_rule(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "Endpoint=http://[=========?==::1]:8888/;AccessKey=SECRET123",
+        "Endpoint=http://[]:8888;AccessKey=SECRET123",
+        "Endpoint=http://[::1;AccessKey=SECRET123",
+        "Endpoint=http://a\"b/;AccessKey=SECRET123",
+        "Endpoint=http://user@host/;AccessKey=SECRET123",
+        "Endpoint=http://a b;AccessKey=SECRET123",
+        "Endpoint=http://h\xc3\xa9/;AccessKey=SECRET123",
+        "Endpoint=http://a;AccessKey=SECRET123;ClientEndpoint=https://[=?::1]/",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sr_conn_t c;
+        char err[256] = "";
+        if (sr_conn_parse(bad[i], &c, err, sizeof err) != -1) fail_msg("case %zu accepted", i);
+        if (!strstr(err, "no valid host")) fail_msg("case %zu: '%s'", i, err);
+    }
+    /* The same rules for ClientEndpoint, and no blank or control character in either URL
+     * (fuzz_connection_string: "https://pr.e'/////\x11...\n\n//" was kept with its newlines,
+     * and stripping the trailing '/' left blanks at the end that a second parse trimmed). */
+    static const struct { const char *conn, *expect; } bad_url[] = {
+        {"Endpoint=http://a;AccessKey=SECRET123;ClientEndpoint=https://p.example/a\021b//\n\n//", "ClientEndpoint"},
+        {"Endpoint=http://a;AccessKey=SECRET123;ClientEndpoint=https://p.example/a b", "blank"},
+        {"Endpoint=http://a;AccessKey=SECRET123;ClientEndpoint=ftp://p.example", "http or https"},
+        {"Endpoint=http://a;AccessKey=SECRET123;ClientEndpoint=https://p.example:0", "invalid port"},
+        {"Endpoint=http://a/x\ty;AccessKey=SECRET123", "blank"},
+        {"Endpoint=http://a/{x};AccessKey=SECRET123", "cannot hold"},
+        {"Endpoint=http://a:+80;AccessKey=SECRET123", "invalid port"},
+    };
+    for (size_t i = 0; i < sizeof bad_url / sizeof bad_url[0]; i++) {
+        sr_conn_t c;
+        char err[256] = "";
+        if (sr_conn_parse(bad_url[i].conn, &c, err, sizeof err) != -1) fail_msg("URL case %zu accepted", i);
+        if (!strstr(err, bad_url[i].expect)) fail_msg("URL case %zu: '%s' lacks '%s'", i, err, bad_url[i].expect);
+        if (strstr(err, "SECRET")) fail_msg("URL case %zu: error leaks the key: %s", i, err);
+    }
+    sr_conn_t c;
+    char err[256] = "", out[256];
+    assert_int_equal(sr_conn_parse("Endpoint=http://[::1]:8888/;AccessKey=k", &c, err, sizeof err), 0);
+    assert_string_equal(c.host, "[::1]");
+    assert_int_equal(c.port, 8888);
+    assert_int_equal(sr_client_audience(&c, "Enviromon", out, sizeof out), 0);
+    assert_string_equal(out, "http://[::1]/client/?hub=enviromon");
+    sr_conn_free(&c);
+    assert_int_equal(sr_conn_parse("Endpoint=http://signalr_emulator-1.local~x:8888;AccessKey=k", &c, err, sizeof err), 0);
+    assert_string_equal(c.host, "signalr_emulator-1.local~x");
+    sr_conn_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_mint_rejects_bad_input),
         cmocka_unit_test(test_expired),
         cmocka_unit_test(test_wrong_audience),
+        cmocka_unit_test(test_degenerate_audience),
         cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_alg_none_and_others),
@@ -417,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_parse_emulator),
         cmocka_unit_test(test_parse_azure_forms),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_parse_host_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

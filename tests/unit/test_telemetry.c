@@ -15,6 +15,7 @@
 #include "telemetry/devmap.h"
 #include "telemetry/normalise.h"
 #include "telemetry/validate.h"
+#include "util/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -726,6 +727,36 @@ static void test_fold_apply_replay_stream(void **state)
     cJSON_Delete(doc);
 }
 
+/* Text longer than a reading carries, in a row another program wrote, is cut at a character
+ * boundary: cut inside a UTF-8 sequence it would be written back as bytes the Table service
+ * refuses (fuzz_table_entity: "a" + 200 x "é" as Geo came back with half an "é" at the end). */
+static void test_row_long_text_cut_at_character(void **state)
+{
+    (void)state;
+    char geo[1 + 2 * 200 + 1] = "a", id[300];
+    for (int i = 0; i < 200; i++) memcpy(geo + 1 + 2 * i, "\xc3\xa9", 2);
+    geo[sizeof geo - 1] = '\0';
+    memset(id, 'x', sizeof id - 1);
+    id[sizeof id - 1] = '\0';
+    cJSON *row = cJSON_CreateObject();
+    cJSON_AddStringToObject(row, "RowKey", "dev");
+    cJSON_AddStringToObject(row, "Geo", geo);
+    cJSON_AddStringToObject(row, "Id", id);
+    device_state_t s;
+    device_state_from_entity(row, NULL, &s);
+    assert_true(s.has & TELE_HAS_GEO);
+    assert_int_equal(strlen(s.geo), 255);   /* "a" and 127 whole characters, not 256 bytes */
+    assert_true(utf8_valid(s.geo, strlen(s.geo)));
+    assert_memory_equal(s.geo, geo, 255);
+    assert_int_equal(strlen(s.id), TELE_TEXT_MAX);
+    cJSON *e = device_state_to_entity(&s, "pk", "dev");
+    assert_non_null(e);
+    const char *g = table_get_string(e, "Geo");
+    assert_true(utf8_valid(g, strlen(g)));
+    cJSON_Delete(e);
+    cJSON_Delete(row);
+}
+
 static void test_row_round_trip(void **state)
 {
     (void)state;
@@ -909,6 +940,7 @@ int main(void)
         cmocka_unit_test(test_packed_rows),
         cmocka_unit_test(test_devmap_lru),
         cmocka_unit_test(test_guess_new),
+        cmocka_unit_test(test_row_long_text_cut_at_character),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -174,6 +174,44 @@ void dh_put_utf8_lossy(buf_t *b, const char *s, size_t n)
     buf_append(b, s + run, n - run);
 }
 
+char *dh_utf8_lossy_dup(const char *s, size_t n)
+{
+    n = strnlen(s, n);
+    if (utf8_valid(s, n)) return strndup(s, n);
+    buf_t b = BUF_INIT;
+    dh_put_utf8_lossy(&b, s, n);
+    if (b.oom) { buf_free(&b); return NULL; }
+    return buf_steal(&b);
+}
+
+/* A malloc'd valid-UTF-8 copy of s when it is not valid UTF-8, else NULL (*oom on failure). */
+static char *lossy_copy(const char *s, int *oom)
+{
+    if (utf8_valid(s, strlen(s))) return NULL;
+    char *t = dh_utf8_lossy_dup(s, strlen(s));
+    if (!t) *oom = 1;
+    return t;
+}
+
+int dh_json_utf8_lossy(cJSON *v)
+{
+    int oom = 0;
+    for (; v && !oom; v = v->next) {
+        char *t;
+        /* a constant name is a literal of ours, never a client's bytes */
+        if (v->string && !(v->type & cJSON_StringIsConst) && (t = lossy_copy(v->string, &oom))) {
+            free(v->string);
+            v->string = t;
+        }
+        if (cJSON_IsString(v) && v->valuestring && (t = lossy_copy(v->valuestring, &oom))) {
+            free(v->valuestring);
+            v->valuestring = t;
+        }
+        if (v->child && dh_json_utf8_lossy(v->child) != 0) oom = 1;
+    }
+    return oom ? -1 : 0;
+}
+
 int dh_loopback_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -45,6 +45,15 @@ void dh_put_number(struct buf *b, double v);
  * reads a request body. */
 void dh_put_utf8_lossy(struct buf *b, const char *s, size_t n);
 
+/* A malloc'd copy of s[0..n) (up to a NUL) made valid UTF-8 as dh_put_utf8_lossy does; NULL
+ * when out of memory. */
+char *dh_utf8_lossy_dup(const char *s, size_t n);
+
+/* Make every string and member name in the tree v valid UTF-8 the way dh_put_utf8_lossy does,
+ * in place: the host's strings are UTF-16, so what it hands a handler is always valid text,
+ * whatever bytes a client put in a query, header or body. Returns 0, or -1 when out of memory. */
+int dh_json_utf8_lossy(struct cJSON *v);
+
 /* A TCP connection to 127.0.0.1:port (blocking, close-on-exec), or -1 with errno
  * (ECONNREFUSED when nothing listens). */
 int dh_loopback_connect(int port);

@@ -29,7 +29,6 @@
 #include <unistd.h>
 
 #define MAX_HOOKS 16
-#define MAX_HEADERS 200
 #define FRONT_MAX_CONNECTIONS     1000
 #define FRONT_MAX_WAITING         (FRONT_MAX_CONNECTIONS / 2)
 #define FRONT_REQUEST_DEADLINE_MS 30000
@@ -145,67 +144,13 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
     }
 }
 
-static int push_header(dh_header_t **v, size_t *n, const char *name, size_t nl, const char *value, size_t vl)
-{
-    if (*n >= MAX_HEADERS) return 0; /* more is abuse; ignore the rest */
-    dh_header_t *nv = realloc(*v, (*n + 1) * sizeof *nv);
-    if (!nv) return -1;
-    *v = nv;
-    nv[*n].name = strndup(name, nl);
-    nv[*n].value = strndup(value, vl);
-    if (!nv[*n].name || !nv[*n].value) { free(nv[*n].name); free(nv[*n].value); return -1; }
-    (*n)++;
-    return 0;
-}
-
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void)kind;
     dh_http_req_t *r = cls;
     if (!key) return MHD_YES;
     if (!value) value = "";
-    return push_header(&r->headers, &r->nheaders, key, strlen(key), value, strlen(value)) == 0 ? MHD_YES : MHD_NO;
-}
-
-/* Split the raw URI into path/query, decode the path segments and the query arguments. */
-static int parse_uri(dh_http_req_t *r, const char *uri)
-{
-    const char *q = strchr(uri, '?');
-    size_t pl = q ? (size_t)(q - uri) : strlen(uri);
-    r->raw_path = strndup(uri, pl);
-    r->raw_query = strdup(q ? q + 1 : "");
-    if (!r->raw_path || !r->raw_query) return -1;
-    r->path = dh_pct_decode(r->raw_path, pl, 0, NULL);
-    if (!r->path) return -1;
-    for (const char *p = r->raw_path; *p;) {
-        while (*p == '/') p++;
-        if (!*p) break;
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        char **ns = realloc(r->segs, (r->nsegs + 1) * sizeof *ns);
-        if (!ns) return -1;
-        r->segs = ns;
-        if (!(r->segs[r->nsegs] = dh_pct_decode(p, n, 0, NULL))) return -1;
-        r->nsegs++;
-        p += n;
-    }
-    for (const char *p = r->raw_query; *p;) {
-        const char *e = strchr(p, '&');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n) {
-            const char *eq = memchr(p, '=', n);
-            size_t kl = eq ? (size_t)(eq - p) : n;
-            char *k = dh_pct_decode(p, kl, 1, NULL);
-            char *v = eq ? dh_pct_decode(eq + 1, n - kl - 1, 1, NULL) : strdup("");
-            int rc = (k && v && *k) ? push_header(&r->query, &r->nquery, k, strlen(k), v, strlen(v)) : 0;
-            free(k);
-            free(v);
-            if (rc != 0) return -1;
-        }
-        p += n;
-        if (*p == '&') p++;
-    }
-    return 0;
+    return dh_header_push(&r->headers, &r->nheaders, key, strlen(key), value, strlen(value)) == 0 ? MHD_YES : MHD_NO;
 }
 
 static const hook_t *find_hook(const dh_front_t *f, const char *path)
@@ -220,7 +165,7 @@ static int start_request(dh_front_t *f, struct MHD_Connection *mc, rq_t *rq, con
     dh_http_req_t *r = &rq->req;
     r->method = method;
     r->content_length = -1;
-    if (parse_uri(r, rq->raw_uri) != 0) return -1;
+    if (dh_http_req_set_uri(r, rq->raw_uri) != 0) return -1;
     if (MHD_get_connection_values(mc, MHD_HEADER_KIND, collect_header, r) < 0) return -1;
     const char *cl = NULL, *host = NULL;
     for (size_t i = 0; i < r->nheaders; i++) {

@@ -1,5 +1,7 @@
-/* http_msg.c — request accessors and response building (see http_msg.h). */
+/* http_msg.c — the request URI split and decoded, request accessors, response building (see http_msg.h). */
 #include "devhost/host/http_msg.h"
+
+#include "devhost/host/common.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,63 @@ static void free_headers(dh_header_t *h, size_t n)
         free(h[i].value);
     }
     free(h);
+}
+
+/* ---- request line -------------------------------------------------------------------------- */
+
+int dh_header_push(dh_header_t **v, size_t *n, const char *name, size_t nl, const char *value, size_t vl)
+{
+    if (*n >= DH_MAX_HEADERS) return 0; /* more is abuse; ignore the rest */
+    dh_header_t *nv = realloc(*v, (*n + 1) * sizeof *nv);
+    if (!nv) return -1;
+    *v = nv;
+    /* as text, the way the host's strings hold them: a client's bytes that are not UTF-8 become
+     * U+FFFD here, so that names that read the same are the same name everywhere */
+    nv[*n].name = dh_utf8_lossy_dup(name, nl);
+    nv[*n].value = dh_utf8_lossy_dup(value, vl);
+    if (!nv[*n].name || !nv[*n].value) { free(nv[*n].name); free(nv[*n].value); return -1; }
+    (*n)++;
+    return 0;
+}
+
+int dh_http_req_set_uri(dh_http_req_t *r, const char *uri)
+{
+    const char *q = strchr(uri, '?');
+    size_t pl = q ? (size_t)(q - uri) : strlen(uri);
+    r->raw_path = strndup(uri, pl);
+    r->raw_query = strdup(q ? q + 1 : "");
+    if (!r->raw_path || !r->raw_query) return -1;
+    r->path = dh_pct_decode(r->raw_path, pl, 0, NULL);
+    if (!r->path) return -1;
+    for (const char *p = r->raw_path; *p;) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char **ns = realloc(r->segs, (r->nsegs + 1) * sizeof *ns);
+        if (!ns) return -1;
+        r->segs = ns;
+        if (!(r->segs[r->nsegs] = dh_pct_decode(p, n, 0, NULL))) return -1;
+        r->nsegs++;
+        p += n;
+    }
+    for (const char *p = r->raw_query; *p;) {
+        const char *e = strchr(p, '&');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n) {
+            const char *eq = memchr(p, '=', n);
+            size_t kl = eq ? (size_t)(eq - p) : n;
+            char *k = dh_pct_decode(p, kl, 1, NULL);
+            char *v = eq ? dh_pct_decode(eq + 1, n - kl - 1, 1, NULL) : strdup("");
+            int rc = (k && v && *k) ? dh_header_push(&r->query, &r->nquery, k, strlen(k), v, strlen(v)) : 0;
+            free(k);
+            free(v);
+            if (rc != 0) return -1;
+        }
+        p += n;
+        if (*p == '&') p++;
+    }
+    return 0;
 }
 
 void dh_http_req_free(dh_http_req_t *r)

@@ -80,6 +80,21 @@ int dh_resp_set(dh_http_resp_t *w, int status, const char *content_type, const c
 
 /* ---- used by the front server ---- */
 
+/* Headers (and query arguments) kept per request; more are ignored (abuse, not HTTP). */
+#define DH_MAX_HEADERS 200
+
+/* Append a copy of name[0..nl) / value[0..vl) to the list *v of *n entries, each made valid
+ * UTF-8 (ill-formed sequences become U+FFFD, as the host decodes them); beyond DH_MAX_HEADERS
+ * the pair is ignored. Returns 0, or -1 when out of memory. */
+int dh_header_push(dh_header_t **v, size_t *n, const char *name, size_t nl, const char *value, size_t vl);
+
+/* Fill r's raw_path, raw_query, path, segs and query from the request URI as received
+ * ("/api/x%20y/?a=1&b"): split at the first '?', the path percent-decoded ('+' kept), its
+ * non-empty segments decoded one by one, the query's arguments decoded ('+' is a space;
+ * arguments without a name dropped). A %00 decodes to '?' (a NUL cannot be represented). Pure
+ * (a fuzz target). Returns 0, or -1 when out of memory; dh_http_req_free frees what was set. */
+int dh_http_req_set_uri(dh_http_req_t *r, const char *uri);
+
 void dh_http_req_free(dh_http_req_t *r);
 void dh_http_resp_init(dh_http_resp_t *w);
 void dh_http_resp_free(dh_http_resp_t *w);

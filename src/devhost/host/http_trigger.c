@@ -219,7 +219,8 @@ cJSON *dh_http_request_object(const dh_http_req_t *r, const cJSON *params, dh_id
     buf_free(&url);
     /* Body only when Content-Length > 0: the host reads nothing for a chunked request. */
     if (ok && r->content_length > 0 && !r->body_too_large) ok = cJSON_AddItemToObject(o, "Body", body_value(r)) != 0;
-    if (!ok) { cJSON_Delete(o); return NULL; }
+    /* a query or header may carry any bytes; the host would hand over valid text */
+    if (!ok || dh_json_utf8_lossy(o) != 0) { cJSON_Delete(o); return NULL; }
     return o;
 }
 
@@ -282,6 +283,7 @@ cJSON *dh_http_metadata(const dh_http_req_t *r, const cJSON *params)
         cJSON_Delete(md);
         return NULL;
     }
+    if (dh_json_utf8_lossy(md) != 0) { cJSON_Delete(md); return NULL; }
     return md;
 }
 

@@ -93,6 +93,47 @@ static char *translate_regex(const char *in)
     return out;
 }
 
+/* Length of a quantifier at p ("*", "+", "?" or "{n}", "{n,}", "{n,m}"), 0 when there is none. */
+static size_t quantifier_len(const char *p)
+{
+    if (*p == '*' || *p == '+' || *p == '?') return 1;
+    if (*p != '{') return 0;
+    size_t i = 1, digits = strspn(p + i, "0123456789");
+    if (!digits) return 0;
+    i += digits;
+    if (p[i] == ',') i += 1 + strspn(p + i + 1, "0123456789");
+    return p[i] == '}' ? i + 1 : 0;
+}
+
+/* .NET refuses a quantifier that follows another ("a**", "a+{2}"; one '?' after a quantifier
+ * makes it lazy and is allowed): "Nested quantifier". glibc would accept such a pattern and
+ * compile it into an automaton that can take gigabytes ("1++++++++*++..." did, under
+ * fuzz_route), so a route using one is refused, as the host refuses it. 1 when re has one. */
+static int nested_quantifier(const char *re)
+{
+    int after = 0, lazy_done = 0, in_bracket = 0;
+    for (const char *p = re; *p;) {
+        if (*p == '\\' && p[1]) { p += 2; after = 0; continue; }
+        if (in_bracket) { if (*p == ']') in_bracket = 0; p++; continue; }
+        if (*p == '[') { in_bracket = 1; p++; if (*p == '^') p++; if (*p == ']') p++; after = 0; continue; }
+        size_t q = quantifier_len(p);
+        if (q) {
+            if (after) {
+                if (*p != '?' || lazy_done) return 1;
+                lazy_done = 1;
+            } else {
+                after = 1;
+                lazy_done = 0;
+            }
+            p += q;
+            continue;
+        }
+        after = 0;
+        p++;
+    }
+    return 0;
+}
+
 static int parse_ll(const char *s, size_t n, long long *v)
 {
     char buf[32];
@@ -132,6 +173,12 @@ static int parse_constraint(const char *s, size_t n, cons_t *c, const char *tmpl
         if (!paren) goto bad;
         if (want == -2) {               /* regex(expr) */
             char *raw = strndup(args, al);
+            if (raw && nested_quantifier(raw)) {
+                snprintf(err, errlen, "route '%s': the regex constraint '%.*s' has a nested quantifier (a quantifier "
+                         "after a quantifier, as in 'a**'), which .NET refuses", tmpl, (int)n, s);
+                free(raw);
+                return -1;
+            }
             char *tr = raw ? translate_regex(raw) : NULL;
             int rc = tr ? regcomp(&c->re, tr, REG_EXTENDED | REG_ICASE | REG_NOSUB) : -1;
             free(raw);

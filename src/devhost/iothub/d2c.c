@@ -161,16 +161,7 @@ static void on_durable(void *arg, iothub_status_t st, const char *error)
     free(p);
 }
 
-/* Messages of a batch body, their decoded bodies and property arrays. */
-typedef struct batch {
-    cJSON         *doc;
-    iothub_msg_t  *msgs;
-    unsigned char **bodies;
-    iothub_prop_t **props;
-    size_t         n;
-} batch_t;
-
-static void batch_free(batch_t *b)
+void iothub_d2c_batch_free(iothub_d2c_batch_t *b)
 {
     for (size_t i = 0; i < b->n; i++) { free(b->bodies[i]); free(b->props[i]); }
     free(b->msgs);
@@ -179,8 +170,7 @@ static void batch_free(batch_t *b)
     cJSON_Delete(b->doc);
 }
 
-/* Parse a batch body. Returns 0, or -1 with the problem in err. */
-static int batch_parse(const void *body, size_t len, batch_t *b, char *err, size_t errlen)
+int iothub_d2c_batch_parse(const void *body, size_t len, iothub_d2c_batch_t *b, char *err, size_t errlen)
 {
     memset(b, 0, sizeof *b);
     const char *end = NULL;
@@ -348,14 +338,14 @@ int iothub_d2c_handle(iothub_t *h, const iothub_http_req_t *req, iothub_http_res
         snprintf(err, sizeof err, "%s", hd->bad);
         goto refused;
     }
-    batch_t b;
+    iothub_d2c_batch_t b;
     memset(&b, 0, sizeof b);
     iothub_msg_t single;
     const iothub_msg_t *msgs = &single;
     size_t n = 1;
     if (is_batch(hd->content_type)) {
-        if (req->body_len > IOTHUB_D2C_MAX_BODY || batch_parse(req->body, req->body_len, &b, err, sizeof err) != 0) {
-            batch_free(&b);
+        if (req->body_len > IOTHUB_D2C_MAX_BODY || iothub_d2c_batch_parse(req->body, req->body_len, &b, err, sizeof err) != 0) {
+            iothub_d2c_batch_free(&b);
             st = IOTHUB_E_BAD_REQUEST;
             goto refused;
         }
@@ -375,7 +365,7 @@ int iothub_d2c_handle(iothub_t *h, const iothub_http_req_t *req, iothub_http_res
     }
     pending_t *p = malloc(sizeof *p);
     if (!p) {
-        batch_free(&b);
+        iothub_d2c_batch_free(&b);
         st = IOTHUB_E_UNAVAILABLE;
         snprintf(err, sizeof err, "out of memory");
         goto refused;
@@ -383,7 +373,7 @@ int iothub_d2c_handle(iothub_t *h, const iothub_http_req_t *req, iothub_http_res
     p->done = done;
     p->arg = arg;
     st = iothub_send(h, &auth, msgs, n, on_durable, p, err, sizeof err);
-    batch_free(&b);
+    iothub_d2c_batch_free(&b);
     free(hd);
     if (st == IOTHUB_OK) return 0;
     free(p);

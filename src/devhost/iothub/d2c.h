@@ -29,6 +29,27 @@
  * hold an acceptable batch. */
 #define IOTHUB_D2C_MAX_BODY (512u * 1024u)
 
+struct cJSON;
+
+/* A batch body (Content-Type application/vnd.microsoft.iothub.json) as messages: msgs[0..n),
+ * whose strings point into doc and whose bodies are bodies[i] and property arrays props[i]. */
+typedef struct iothub_d2c_batch {
+    struct cJSON   *doc;
+    iothub_msg_t   *msgs;
+    unsigned char **bodies;
+    iothub_prop_t **props;
+    size_t          n;
+} iothub_d2c_batch_t;
+
+/* Parse a batch body: a JSON array of 1 to 500 {"body":"<strict base64>","properties":{...}}
+ * whose property names are iothub-app-<name> (name and value as iothub_prop_text_valid allows,
+ * each name once ignoring case) or the system properties iothub-messageid, -correlationid,
+ * -contenttype, -contentencoding, -userid (each once), values strings. Pure, any bytes (a fuzz
+ * target). Returns 0, or -1 with the problem in err; b is to be freed in either case. Sizes
+ * (IoT Hub's 256 KiB rule) are checked when the messages are sent, not here. */
+int  iothub_d2c_batch_parse(const void *body, size_t len, iothub_d2c_batch_t *b, char *err, size_t errlen);
+void iothub_d2c_batch_free(iothub_d2c_batch_t *b);
+
 typedef enum { IOTHUB_HTTP_HEADER = 0, IOTHUB_HTTP_QUERY = 1 } iothub_http_kind_t;
 
 /* Visit callback: return non-zero to stop. */

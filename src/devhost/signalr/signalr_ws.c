@@ -129,9 +129,9 @@ sr_ws_event_t sr_ws_reader_next(sr_ws_reader_t *r, const unsigned char **data, s
         r->msg_op = 0;
     }
     for (;;) {
-        unsigned char *p = (unsigned char *)r->in.data + r->off;
         size_t avail = r->in.len - r->off;
-        if (avail < 2) return SR_WS_EV_NONE;
+        if (avail < 2) return SR_WS_EV_NONE;   /* (in.data is NULL until something is fed) */
+        unsigned char *p = (unsigned char *)r->in.data + r->off;
         int fin = (p[0] & 0x80) != 0;
         unsigned op = p[0] & 0x0f;
         if (p[0] & 0x70) return reader_fail(r, code, SR_WS_CLOSE_PROTOCOL);   /* no extensions */
