@@ -41,7 +41,7 @@ TEST_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%) $(INTEG_SRCS:%.c=$(BUILD)/%) $(TOOL_SRC
 DASH_NPM    := dashboard/node_modules
 DASH_VENDOR := $(addprefix dashboard/vendor/,signalr.min.js signalr.min.js.map uPlot.iife.min.js uPlot.min.css)
 
-.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run package check-package publish
+.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run test-run package check-package publish
 
 all: $(PROGRAMS) $(DASH_VENDOR)
 
@@ -110,9 +110,16 @@ valgrind: deps
 bench: deps all
 	@./bench/run.sh
 
-# The local services the app needs (Azurite, the local SignalR Service); see tools/run.sh.
-run: deps all
+# The whole local stack: Azurite, devhost start (handler, dashboard, local IoT Hub, SignalR
+# Service) and the simulator; Ctrl-C stops it. Variables DEVICES, TRANSPORT, PORT, ...: tools/run.sh.
+run: deps
+	@$(MAKE) --no-print-directory -j$$(nproc 2>/dev/null || echo 2) all
 	@./tools/run.sh
+
+# `make run` from a clean clone, in a browser, stopped with Ctrl-C and started again
+# (tests/stack/; a few minutes: the clone builds from scratch). Run by .ci/run after `make test`.
+test-run: deps
+	@node --test --test-timeout=1800000 tests/stack/
 
 # The deployable package: built in cached Debian roots outside the repository
 # ($$ENVIROMON_CACHE, default ~/.cache/enviromon); see tools/package/build.sh.
