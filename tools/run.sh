@@ -33,8 +33,6 @@ cd "$(dirname "$0")/.."
 
 DEVICES=${DEVICES:-3}
 TRANSPORT=${TRANSPORT:-mqtt}
-# TEMPORARY until devhost start's MQTT endpoint lands: HTTP when devhost has no --mqtt-port.
-./devhost --help | grep -q -- '--mqtt-port' || TRANSPORT=http
 INTERVAL=${INTERVAL:-2}
 MQTT_PORT=${MQTT_PORT:-8883}
 BLOB_PORT=${BLOB_PORT:-10000}
@@ -278,11 +276,9 @@ fi
 
 t0=$(clock)
 if [ "$FUNCTIONS_HOST" = devhost ]; then
-  # TEMPORARY until devhost start's MQTT endpoint lands: only pass --mqtt-port when it knows it.
-  mqtt=(); ./devhost --help | grep -q -- '--mqtt-port' && mqtt=(--mqtt-port "$MQTT_PORT")
-  spawn devhost ./devhost start --data "$DATA" --port "$PORT" "${mqtt[@]}"
+  spawn devhost ./devhost start --data "$DATA" --port "$PORT" --mqtt-port "$MQTT_PORT"
   wait_ready devhost "$spawn_pid" 90 host_running
-  [ ${#mqtt[@]} -eq 0 ] || wait_ready devhost "$spawn_pid" 10 listening "$MQTT_PORT"
+  wait_ready devhost "$spawn_pid" 10 listening "$MQTT_PORT"
   progress "devhost start (functions, dashboard, IoT Hub, SignalR) ready in $(took "$t0")"
 else
   if [ "$signalr_kind" = local ]; then
