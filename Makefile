@@ -46,13 +46,18 @@ DASH_VENDOR := $(addprefix dashboard/vendor/,signalr.min.js signalr.min.js.map u
 all: $(PROGRAMS) $(DASH_VENDOR)
 
 # Programs are built per variant and copied to the repository root for the release build
-# (host.json names ./handler).
+# (host.json names ./handler). The copy replaces the file by renaming (cp onto a program that is
+# running, e.g. under `make run`, fails with "Text file busy").
 handler: $(BUILD)/handler
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 devhost: $(BUILD)/devhost
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 simulator: $(BUILD)/simulator
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
+# The entry points' objects are intermediate files of the link rule below: kept, or the first
+# build would delete them and the next `make` (which then knows them from their .d files)
+# would compile and link every program again.
+.SECONDARY: $(PROGRAMS:%=$(BUILD)/src/%/main.o)
 
 dashboard/vendor/signalr%: $(DASH_NPM)/@microsoft/signalr/dist/browser/signalr%
 	@mkdir -p $(dir $@)
@@ -133,6 +138,6 @@ publish:
 	@FUNC="$(FUNC)" AZ="$(AZ)" RG="$(RG)" PUBLISH_ARGS="$(PUBLISH_ARGS)" ./tools/package/publish.sh "$(APP)"
 
 clean:
-	rm -rf build handler devhost simulator dashboard/vendor dist
+	rm -rf build handler devhost simulator handler.tmp devhost.tmp simulator.tmp dashboard/vendor dist
 
 -include $(shell find build -name '*.d' 2>/dev/null)
