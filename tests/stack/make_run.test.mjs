@@ -18,6 +18,8 @@
 // (what Ctrl-C in a terminal sends) stops everything: no process make run started is left (same
 // session, or a working directory inside the clone) and every port is free again; a second make
 // run on the kept data starts cleanly and the devices' counts continue from where they were.
+// Also: a make run on ports another one holds is refused at once, naming each port and the
+// variable that moves it; `make run DEVICES=0` starts the stack without the simulator.
 // Output, logs and screenshots: build/test-output/make-run/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -161,7 +163,7 @@ function leftovers(run) {
 }
 
 /** Ctrl-C: SIGINT to make's process group; make run must stop everything and exit. */
-async function ctrlC(run) {
+async function ctrlC(run, { simulator = true } = {}) {
   const t0 = Date.now();
   process.kill(-run.proc.pid, 'SIGINT');
   const exit = await Promise.race([run.exited, sleep(60000).then(() => null)]);
@@ -171,9 +173,9 @@ async function ctrlC(run) {
   // make itself dies of the SIGINT it got; the script below it exits after its orderly stop.
   assert.ok(exit.code === 0 || exit.signal === 'SIGINT' || exit.code === 130 || exit.code === 2,
     `make run exit after SIGINT: ${JSON.stringify(exit)}\n${run.tail()}`);
-  expectLine(run, /make run: stopping simulator devhost azurite/);
+  expectLine(run, simulator ? /make run: stopping simulator devhost azurite/ : /make run: stopping devhost azurite/);
   // Each part stopped by itself, in order, its last lines shown (Azurite after devhost's last write).
-  expectLine(run, /^simulator\| simulator: 3 devices .*\(interrupted\)$/m);
+  if (simulator) expectLine(run, /^simulator\| simulator: 3 devices over mqtt .*\(interrupted\)$/m);
   expectLine(run, /^devhost +\| \[info\] devhost: stopped/m);
   expectLine(run, /^azurite +\| Azurite Table service successfully closed/m);
   const t = run.text();
@@ -260,6 +262,18 @@ test('make run from a clean clone: devices on the dashboard, Ctrl-C stops everyt
   assert.ok(fs.existsSync(path.join(clone, 'local.settings.json')));
   for (const f of ['azurite.log', 'devhost.log', 'simulator.log']) assert.ok(fs.existsSync(path.join(clone, '.devhost', 'logs', f)), f);
   await checkDashboard('dashboard-first.png');
+
+  // A second make run while this one holds the ports: refused before it starts anything, with
+  // each busy port, what needs it and the variable that moves it; the first run is unharmed.
+  const clash = startMakeRun('clash');
+  const clashExit = await Promise.race([clash.exited, sleep(120000).then(() => null)]);
+  assert.ok(clashExit, `a make run on busy ports did not exit\n${clash.tail()}`);
+  assert.equal(clashExit.code, 2, `make run on busy ports: make exits 2 (its recipe failed): ${JSON.stringify(clashExit)}\n${clash.tail()}`);
+  expectLine(clash, new RegExp(`make run: port ${ports.http} on 127\\.0\\.0\\.1, for devhost \\(functions, dashboard, IoT Hub HTTP\\), is already in use`));
+  expectLine(clash, /choose another port: make run PORT=<port>/);
+  for (const v of ['MQTT_PORT', 'SIGNALR_PORT', 'BLOB_PORT', 'QUEUE_PORT', 'TABLE_PORT']) expectLine(clash, new RegExp(`make run ${v}=<port>`));
+  expectLine(clash, /^(azurite|devhost|simulator) *\||make run: \[2\//m, false);
+  assert.deepEqual(leftovers(clash).filter((l) => !leftovers(first).includes(l)), [], 'the refused run left nothing running');
   // Enough messages that a second run starting from empty storage could not reach these counts
   // before the test's first look at it.
   const seen = await waitDevices(first, KEPT_MIN, 60000);
@@ -291,4 +305,18 @@ test('make run from a clean clone: devices on the dashboard, Ctrl-C stops everyt
   expectLine(second, /\[error\]/i, false);
   await checkDashboard('dashboard-second.png');
   await ctrlC(second);
+
+  // DEVICES=0: the stack without the simulator; the stored devices stay as they are.
+  const third = startMakeRun('third', { DEVICES: 0 });
+  await waitFor(() => /Enviromon is running/.test(third.text()), { timeoutMs: 180000, what: 'the DEVICES=0 run\'s banner', run: third });
+  expectLine(third, /make run: \[3\/3\] devhost start .* ready/);
+  expectLine(third, /Simulator +none \(DEVICES=0\)/);
+  const still = await deviceState();
+  await sleep(3000);
+  const later = await deviceState();
+  for (const id of DEVICES) {
+    assert.equal(later.find((d) => d.deviceId === id).count, still.find((d) => d.deviceId === id).count, `${id} sends nothing with DEVICES=0`);
+  }
+  expectLine(third, /^simulator\|/m, false);
+  await ctrlC(third, { simulator: false });
 });
