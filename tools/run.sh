@@ -210,7 +210,7 @@ stop_all() {
   done
   # The displays end once their child has exited (tail looks once a second).
   for p in "${loggers[@]}"; do
-    for _ in $(seq 1 30); do alive "$p" || break; sleep 0.1; done
+    for _ in $(seq 1 30); do alive "$p" && [ "$force" = 0 ] || break; sleep 0.1; done
     alive "$p" && kill "$p" 2>/dev/null
     wait "$p" 2>/dev/null || true
   done
@@ -220,8 +220,8 @@ stop_all() {
 trap 'stop_all 0' INT TERM HUP
 trap 'stop_all $?' EXIT
 
-# wait_ready NAME PID SECS CHECK...: poll CHECK until it succeeds. Dies when the child exits or
-# SECS pass; with soft=1, returns 1 after SECS instead.
+# wait_ready NAME PID SECS CHECK...: poll CHECK every $every seconds (default 0.1) until it
+# succeeds. Dies when the child exits or SECS pass; with soft=1, returns 1 after SECS instead.
 wait_ready() {
   local name=$1 pid=$2 secs=$3 deadline=$((SECONDS + $3)) rc
   shift 3
@@ -234,7 +234,7 @@ wait_ready() {
       [ "${soft:-0}" = 1 ] && return 1
       die "$name is not ready after $secs s; its log: $LOGS/$name.log"
     fi
-    sleep 0.1
+    sleep "${every:-0.1}"
   done
 }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -300,7 +300,7 @@ if [ "$DEVICES" -gt 0 ] && [ "$FUNCTIONS_HOST" = devhost ]; then
     --endpoint "$endpoint" --interval "$INTERVAL"
   # Started once every device's telemetry has gone through the pipeline into DeviceState.
   since_ms=$(( $(date +%s%3N) - 1000 ))
-  if soft=1 wait_ready simulator "$spawn_pid" 60 devices_reporting "$DEVICES" "$since_ms"; then
+  if soft=1 every=0.5 wait_ready simulator "$spawn_pid" 60 devices_reporting "$DEVICES" "$since_ms"; then
     progress "simulator: $DEVICES devices registered, their telemetry in DeviceState in $(took "$t0")"
   else
     progress "simulator started, but not every device has reached DeviceState after 60 s (see $LOGS/)"
