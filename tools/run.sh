@@ -169,7 +169,7 @@ spawn() {
   names+=("$name") pids+=("$spawn_pid")
   exec {fd}> >(trap '' INT HUP; exec sed -u "s/^/$(printf '%-9s| ' "$name")/")
   loggers+=($!)
-  (trap '' INT HUP; exec tail -n +1 -f --pid="$spawn_pid" "$log") >&"$fd" 2>/dev/null &
+  (trap '' INT HUP; exec tail -n +1 -f --pid="$spawn_pid" "$log") 1>&"$fd" 2>/dev/null &
   loggers+=($!)
   exec {fd}>&-
 }
@@ -210,7 +210,10 @@ stop_all() {
   done
   # The displays end once their child has exited (tail looks once a second).
   for p in "${loggers[@]}"; do
-    for _ in $(seq 1 30); do alive "$p" && [ "$force" = 0 ] || break; sleep 0.1; done
+    for _ in $(seq 1 30); do
+      if ! alive "$p" || [ "$force" = 1 ]; then break; fi
+      sleep 0.1
+    done
     alive "$p" && kill "$p" 2>/dev/null
     wait "$p" 2>/dev/null || true
   done
