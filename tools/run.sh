@@ -285,7 +285,7 @@ if [ "$FUNCTIONS_HOST" = devhost ]; then
   progress "devhost start (functions, dashboard, IoT Hub, SignalR) ready in $(took "$t0")"
 else
   if [ "$signalr_kind" = local ]; then
-    spawn signalr ./devhost signalr
+    spawn signalr ./devhost signalr --port "$SIGNALR_PORT"
     wait_ready signalr "$spawn_pid" 10 listening "$SIGNALR_PORT"
     progress "local SignalR Service (devhost signalr) ready on $SIGNALR_PORT"
     t0=$(clock)
@@ -323,18 +323,28 @@ if [ "$storage_kind" = dev ]; then
 else
   storage_line="the account StorageConnectionString names (Azurite not started)"
 fi
-cat <<TXT
+if [ "$FUNCTIONS_HOST" = devhost ]; then
+  cat <<TXT
 
   Enviromon is running. Open the dashboard:  http://localhost:$PORT/
 
   Dashboard          http://localhost:$PORT/  (live device table and charts)
   Functions          http://localhost:$PORT/api/negotiate  /api/getdevicestate  /api/SendSignalrMessage
-TXT
-if [ "$FUNCTIONS_HOST" = devhost ]; then
-  cat <<TXT
   IoT Hub (local)    HTTP  POST http://localhost:$PORT/devices/{id}/messages/events
                      MQTT  mqtts://localhost:$MQTT_PORT (TLS; CA $DATA/ca.pem)
                      add a device: ./devhost device add NAME --data $DATA
+TXT
+else
+  # Core Tools serves no static files: the page comes from any static server on an origin that
+  # Host.CORS allows (the sample allows localhost:5500), pointed at the app with ?api=.
+  cat <<TXT
+
+  Enviromon is running (func start).
+
+  Functions          http://localhost:$PORT/api/negotiate  /api/getdevicestate  /api/SendSignalrMessage
+  Dashboard          func start serves no files: serve dashboard/ from an origin in Host.CORS, e.g.
+                     (cd dashboard && python3 -m http.server 5500), then open
+                     http://localhost:5500/?api=http://localhost:$PORT
 TXT
 fi
 cat <<TXT
