@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: the whole local stack on this machine, no Azure account needed (README "Run it").
+# `make run`: the whole local stack on this machine, no Azure account needed (README, "Try it").
 # The Makefile has already run `make deps` and built ./handler, ./devhost, ./simulator and the
 # dashboard's vendor/ folder. This script:
 #   1. creates local.settings.json from local.settings.sample.json when there is none (never
@@ -324,7 +324,7 @@ else
   storage_line="the account StorageConnectionString names (Azurite not started)"
 fi
 if [ "$FUNCTIONS_HOST" = devhost ]; then
-  cat <<TXT
+  banner=$(cat <<TXT
 
   Enviromon is running. Open the dashboard:  http://localhost:$PORT/
 
@@ -334,10 +334,11 @@ if [ "$FUNCTIONS_HOST" = devhost ]; then
                      MQTT  mqtts://localhost:$MQTT_PORT (TLS; CA $DATA/ca.pem)
                      add a device: ./devhost device add NAME --data $DATA
 TXT
+)
 else
   # Core Tools serves no static files: the page comes from any static server on an origin that
   # Host.CORS allows (the sample allows localhost:5500), pointed at the app with ?api=.
-  cat <<TXT
+  banner=$(cat <<TXT
 
   Enviromon is running (func start).
 
@@ -346,8 +347,9 @@ else
                      (cd dashboard && python3 -m http.server 5500), then open
                      http://localhost:5500/?api=http://localhost:$PORT
 TXT
+)
 fi
-cat <<TXT
+banner+=$'\n'$(cat <<TXT
   SignalR Service    $signalr_line
   Storage            $storage_line
   Simulator          $sim_line
@@ -356,6 +358,9 @@ cat <<TXT
   Ctrl-C stops everything.
 
 TXT
+)
+# One write, so that no log line lands inside it.
+printf '%s\n\n' "$banner"
 
 # Until Ctrl-C: the host or storage exiting ends the run; the simulator ending does not.
 while :; do

@@ -248,7 +248,7 @@ after(async () => {
 test('make run from a clean clone: devices on the dashboard, Ctrl-C stops everything, a second run continues on the kept data', async () => {
   // First run: builds everything, creates local.settings.json, registers the devices.
   const first = startMakeRun('first');
-  await waitFor(() => /Enviromon is running/.test(first.text()), { timeoutMs: BUILD_TIMEOUT_MS, what: 'make run\'s banner', run: first });
+  await waitFor(() => /Ctrl-C stops everything\./.test(first.text()), { timeoutMs: BUILD_TIMEOUT_MS, what: 'make run\'s banner', run: first });
   log(`first: running ${((Date.now() - first.started) / 1000).toFixed(1)} s after make run (clean build included)`);
   const counts = await waitDevices(first, 1, 10000);
   const text = first.text();
@@ -294,7 +294,7 @@ test('make run from a clean clone: devices on the dashboard, Ctrl-C stops everyt
   for (const id of DEVICES) {
     assert.ok(firstLook.find((d) => d.deviceId === id).count >= kept[id], `${id}: count ${firstLook.find((d) => d.deviceId === id).count} < ${kept[id]} kept from the first run`);
   }
-  await waitFor(() => /Enviromon is running/.test(second.text()), { timeoutMs: 120000, what: 'the second run\'s banner', run: second });
+  await waitFor(() => /Ctrl-C stops everything\./.test(second.text()), { timeoutMs: 120000, what: 'the second run\'s banner', run: second });
   log(`second: running ${((Date.now() - t0) / 1000).toFixed(1)} s after make run`);
   await waitFor(async () => {
     const rows = await deviceState();
@@ -308,7 +308,7 @@ test('make run from a clean clone: devices on the dashboard, Ctrl-C stops everyt
 
   // DEVICES=0: the stack without the simulator; the stored devices stay as they are.
   const third = startMakeRun('third', { DEVICES: 0 });
-  await waitFor(() => /Enviromon is running/.test(third.text()), { timeoutMs: 180000, what: 'the DEVICES=0 run\'s banner', run: third });
+  await waitFor(() => /Ctrl-C stops everything\./.test(third.text()), { timeoutMs: 180000, what: 'the DEVICES=0 run\'s banner', run: third });
   expectLine(third, /make run: \[3\/3\] devhost start .* ready/);
   expectLine(third, /Simulator +none \(DEVICES=0\)/);
   const still = await deviceState();
