@@ -51,18 +51,23 @@ FUZZ_JOBS ?= 1
 FUZZ_VARIANT := VARIANT=fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
     SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
 
-.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run package check-package publish fuzz fuzz-build
+.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run package check-package publish fuzz fuzz-build test-run
 
 all: $(PROGRAMS) $(DASH_VENDOR)
 
 # Programs are built per variant and copied to the repository root for the release build
-# (host.json names ./handler).
+# (host.json names ./handler). The copy replaces the file by renaming (cp onto a program that is
+# running, e.g. under `make run`, fails with "Text file busy").
 handler: $(BUILD)/handler
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 devhost: $(BUILD)/devhost
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 simulator: $(BUILD)/simulator
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
+# The entry points' objects are intermediate files of the link rule below: kept, or the first
+# build would delete them and the next `make` (which then knows them from their .d files)
+# would compile and link every program again.
+.SECONDARY: $(PROGRAMS:%=$(BUILD)/src/%/main.o)
 
 dashboard/vendor/signalr%: $(DASH_NPM)/@microsoft/signalr/dist/browser/signalr%
 	@mkdir -p $(dir $@)
@@ -134,9 +139,16 @@ valgrind: deps
 bench: deps all
 	@./bench/run.sh
 
-# The local services the app needs (Azurite, the local SignalR Service); see tools/run.sh.
-run: deps all
+# The whole local stack: Azurite, devhost start (handler, dashboard, local IoT Hub, SignalR
+# Service) and the simulator; Ctrl-C stops it. Variables DEVICES, TRANSPORT, PORT, ...: tools/run.sh.
+run: deps
+	@$(MAKE) --no-print-directory -j$$(nproc 2>/dev/null || echo 2) all
 	@./tools/run.sh
+
+# `make run` from a clean clone, in a browser, stopped with Ctrl-C and started again
+# (tests/stack/; a few minutes: the clone builds from scratch). Run by .ci/run after `make test`.
+test-run: deps
+	@node --test --test-timeout=1800000 tests/stack/
 
 # The deployable package: built in cached Debian roots outside the repository
 # ($$ENVIROMON_CACHE, default ~/.cache/enviromon); see tools/package/build.sh.
@@ -150,6 +162,6 @@ publish:
 	@FUNC="$(FUNC)" AZ="$(AZ)" RG="$(RG)" PUBLISH_ARGS="$(PUBLISH_ARGS)" ./tools/package/publish.sh "$(APP)"
 
 clean:
-	rm -rf build handler devhost simulator dashboard/vendor dist
+	rm -rf build handler devhost simulator handler.tmp devhost.tmp simulator.tmp dashboard/vendor dist
 
 -include $(shell find build -name '*.d' 2>/dev/null)
