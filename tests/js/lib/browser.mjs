@@ -64,3 +64,35 @@ function descendantCpuMs(pid, re) {
   }
   return ticks * 10;                // USER_HZ is 100 on Linux
 }
+
+// --- the dashboard page (device ids are passed as data, never spliced into code) -------------
+
+/** Open the dashboard at baseUrl + query in a new page of context and wait until it says
+ *  connected; returns {p, r (its recordPage), resp}. */
+export async function openDashboard(context, baseUrl, query = '') {
+  const p = await context.newPage();
+  const r = recordPage(p);
+  const resp = await p.goto(`${baseUrl}/${query}`);
+  if (resp.status() !== 200) throw new Error(`the dashboard answered ${resp.status()}`);
+  await p.waitForFunction(() => document.getElementById('conn').dataset.state === 'connected', null, { timeout: 30000 });
+  return { p, r, resp };
+}
+
+/** A device's row as the table shows it: {id, status, temp, humidity, pressure, accepted,
+ *  invalid, seen, charted}, or null. Only rows on screen exist, so the table is scrolled to it
+ *  first (its reveal(), as keyboard navigation uses). */
+export function dashboardRow(p, id) {
+  return p.evaluate((want) => {
+    const row = window.enviromon.table.reveal(want);
+    if (!row) return null;
+    const t = (cls) => row.querySelector(cls).textContent;
+    return { id: t('.id'), status: row.dataset.status, temp: t('.c-temp'), humidity: t('.c-hum'), pressure: t('.c-press'),
+      accepted: t('.c-count'), invalid: t('.c-invalid'), seen: t('.c-seen'), charted: row.classList.contains('charted') };
+  }, id);
+}
+
+/** Click a device's row, as a person would. */
+export async function clickDashboardRow(p, id) {
+  await p.evaluate((want) => window.enviromon.table.reveal(want), id);
+  await p.locator('#devices-body [role="row"]', { has: p.locator('.id', { hasText: id }) }).first().click();
+}
