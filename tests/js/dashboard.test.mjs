@@ -157,8 +157,11 @@ test('hostile device ids are shown as text and run nothing', async () => {
   };
   await push({ deviceId: XSS_ID, temperature: 7.25, count: 2, lastSeen: new Date().toISOString() });
   await push([{ DeviceId: XSS_SCRIPT_ID, Celsius: 12.5, Count: 1, Timestamp: new Date().toISOString() }]);
-  assert.equal((await waitRow(XSS_ID, (r) => r.accepted === '2')).temp, '7.3');
-  assert.equal((await waitRow(XSS_SCRIPT_ID, () => true)).temp, '12.5');
+  const xss = await waitRow(XSS_ID, (r) => r.accepted === '2');
+  assert.deepEqual([xss.id, xss.temp], [XSS_ID, '7.3'], 'the id shown literally, as text');
+  const xssScript = await waitRow(XSS_SCRIPT_ID, () => true);
+  assert.deepEqual([xssScript.id, xssScript.temp], [XSS_SCRIPT_ID, '12.5']);
+  assert.equal((await rowOf(HUB_HOSTILE_ID)).id, HUB_HOSTILE_ID);
   // Select them so the ids reach the chart legend too.
   for (const id of [XSS_ID, XSS_SCRIPT_ID]) await clickRow(id);
   await page.waitForFunction((ids) => {
