@@ -1,5 +1,5 @@
 // simulator_iothub.test.mjs — ./simulator against the real local IoT Hub's HTTP device API
-// (tests/tools/iothub_server, until `devhost start` serves it): devices registered with
+// (tests/tools/iothub_server, the API alone, so that the test can kill it): devices registered with
 // `devhost device add` through --devices, every message stored exactly as acknowledged (read
 // back from the partition logs), IoT Hub's own refusals, and the hub SIGKILLed and restarted
 // mid-run with nothing acknowledged lost.

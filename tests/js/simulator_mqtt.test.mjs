@@ -1,5 +1,5 @@
 // simulator_mqtt.test.mjs — ./simulator over MQTT against devhost's real MQTT endpoint
-// (tests/tools/mqtt_testhub, until `devhost start` serves it): into the real local IoT Hub
+// (tests/tools/mqtt_testhub, the endpoint alone, so that --skew-s can narrow it): into the real local IoT Hub
 // (--iothub 1: PUBACK once durable, read back from the partition logs) 5 devices x 200
 // messages stored exactly once; a wrong key refused with CONNACK 5; and, with the endpoint
 // closing each connection the moment its token expires (--skew-s 0), a 30 s run with 10 s
