@@ -749,7 +749,7 @@ static void test_row_long_text_cut_at_character(void **state)
     assert_true(utf8_valid(s.geo, strlen(s.geo)));
     assert_memory_equal(s.geo, geo, 255);
     assert_int_equal(strlen(s.id), TELE_TEXT_MAX);
-    cJSON *e = device_state_to_entity(&s, "pk", "dev");
+    cJSON *e = device_state_to_entity(&s, "pk", "dev", "dev");
     assert_non_null(e);
     const char *g = table_get_string(e, "Geo");
     assert_true(utf8_valid(g, strlen(g)));
