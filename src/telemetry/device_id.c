@@ -133,9 +133,11 @@ int device_id_from_row_key(const char *rk, char *out, size_t cap)
         o += bn;
     }
     out[o] = '\0';
-canonical:
-    /* only the canonical form: every key stands for one id and every id has one key */
+canonical: {
+    /* only the canonical form: every key stands for one id and every id has one key (a block:
+     * C11 allows no declaration right after a label, and clang refuses it) */
     char again[DEVICE_ROW_KEY_MAX];
     if (device_row_key(out, again, sizeof again) < 0 || strcmp(again, rk) != 0) return -1;
     return (int)o;
+}
 }
