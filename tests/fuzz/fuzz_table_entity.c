@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     device_state_t s, t;
     device_state_from_entity(row, "W/\"datetime'2024-01-01T00%3A00%3A00Z'\"", &s);
-    cJSON *e = device_state_to_entity(&s, "Sydney", "dev1");
+    cJSON *e = device_state_to_entity(&s, "Sydney", "dev1", "dev1");
     if (e) {
         buf_t text = BUF_INIT;
         if (table_entity_print(&text, e) == 0) {
