@@ -2,13 +2,13 @@
 // GatewayHostName and devhost's local CA) and mosquitto clients send to the local IoT Hub;
 // EventTrigger (the real ./handler, behind a tee that records what devhost sends it) folds the
 // messages into DeviceState in Azurite and pushes them to an @microsoft/signalr client.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import { createRequire } from 'node:module';
-import { startStack, signalrClient, num, waitFor } from './lib/stack.mjs';
+import { useStack, num, waitFor } from './lib/stack.mjs';
 import { makeApp, startDevhost } from './lib/devhost.mjs';
 import { addDevice, cToken, deviceCli, nodeToken } from './lib/iothub.mjs';
 import { rawClient, connectPacket, username } from './lib/mqtt.mjs';
@@ -17,23 +17,16 @@ const require = createRequire(import.meta.url);
 const { Client, Message } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
 
+const stack = useStack({ tag: 'mqtt', handler: 'tee' });
 let s;
 let client;
 let mqttPort;
 let caPem;
 
 before(async () => {
-  s = await startStack({ tag: 'mqtt', handler: 'tee' });
+  ({ s, client } = await stack.ready);
   mqttPort = await s.dh.mqttPort();
   caPem = fs.readFileSync(s.dh.ca, 'utf8');
-  client = await signalrClient(s.dh.url);
-});
-
-after(async () => {
-  await client?.stop();
-  const e = await s?.stop();
-  assert.equal(e?.code, 0, s?.dh.logs());
-  s?.cleanup();
 });
 
 /** An SDK client for a registered device, through devhost's MQTT endpoint. */

@@ -4,7 +4,9 @@
 // in-process, and the local IoT Hub in devhost's data folder. Devices are registered with
 // `devhost device add`; SignalR clients are the official @microsoft/signalr client negotiating
 // through devhost's /api.
+import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { before, after } from 'node:test';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeApp, startDevhost, freePort, waitFor, signalrConn, repoRoot, tempDir } from './devhost.mjs';
@@ -67,13 +69,16 @@ export async function makeStackApp({ tag = 'stack', handler = 'real', values = {
   };
 }
 
-/** makeStackApp + devhost start on it, with a data folder of its own. */
+/** makeStackApp + devhost start on it, with a data folder of its own. `dh` is the running
+ *  devhost; kill() SIGKILLs it and restart() starts it again on the same data folder, app,
+ *  front port and arguments (pass a fixed --mqtt-port in args for devices that reconnect). */
 export async function startStack(opts = {}) {
   const app = await makeStackApp(opts);
   const data = opts.data ?? tempDir('data');
-  const dh = await startDevhost(app.root, { data, args: opts.args ?? [], env: opts.env ?? {}, ready: opts.ready ?? true });
-  return {
-    app, dh, data,
+  const start = (port) => startDevhost(app.root, { data, port, args: opts.args ?? [], env: opts.env ?? {}, ready: opts.ready ?? true });
+  const s = {
+    app, data,
+    dh: await start(),
     rows: () => rowsOf(app.conn, app.table, app.pk),
     addDevice: (id) => addDevice(id, data),
     /** Wait until device id's row satisfies pred(row); returns the row. */
@@ -81,17 +86,56 @@ export async function startStack(opts = {}) {
       const r = (await rowsOf(app.conn, app.table, app.pk))[id];
       return r && pred(r) ? r : null;
     }, { timeoutMs, intervalMs: 100, what: `the DeviceState row of ${id}` }).catch((e) => {
-      throw new Error(`${e.message}\n${dh.logs().slice(-4000)}`);
+      throw new Error(`${e.message}\n${s.dh.logs().slice(-4000)}`);
     }),
     async stop() {
-      const e = await dh.stop('SIGINT');
-      return e;
+      return s.dh.stop('SIGINT');
+    },
+    async kill() {
+      return s.dh.stop('SIGKILL');
+    },
+    async restart() {
+      s.dh = await start(s.dh.port);
+      return s.dh;
     },
     cleanup() {
       app.cleanup();
       fs.rmSync(data, { recursive: true, force: true });
     },
   };
+  return s;
+}
+
+/**
+ * The stack for a whole test file: starts it (and an @microsoft/signalr client that negotiated
+ * through devhost, unless signalr is false) before the tests, and after them stops both,
+ * asserting that devhost exited cleanly. opts: startStack's, or an async function returning them.
+ * Returns {s, client, ready}: s and client are set once ready (a promise of the same object)
+ * resolves — await it in the file's own before hook, since node:test starts a file's root-level
+ * hooks together rather than one after the other.
+ */
+export function useStack(opts = {}, { signalr = true } = {}) {
+  let settle;
+  const ctx = { s: null, client: null };
+  ctx.ready = new Promise((resolve, reject) => { settle = { resolve, reject }; });
+  ctx.ready.catch(() => {}); // reported by the hook that failed
+  before(async () => {
+    try {
+      ctx.s = await startStack(typeof opts === 'function' ? await opts() : opts);
+      if (signalr) ctx.client = await signalrClient(ctx.s.dh.url);
+      settle.resolve(ctx);
+    } catch (e) {
+      settle.reject(e);
+      throw e;
+    }
+  });
+  after(async () => {
+    await ctx.client?.stop();
+    const e = await ctx.s?.stop();
+    assert.equal(e?.code, 0, ctx.s?.dh.logs());
+    ctx.s?.cleanup();
+  });
+  return ctx;
 }
 
 /** An @microsoft/signalr client that negotiated through devhost's /api; pushes collects every

@@ -3,7 +3,8 @@
 // handler (host.json: "defaultExecutablePath": "node", "arguments": ["tee-handler.mjs"]); it
 // starts $TEE_TARGET (./handler) on a port of its own with the same environment, answers
 // readiness once that one is ready, forwards every request to it unchanged and relays the
-// answer, and appends {url, body} of every POST /EventTrigger to $TEE_FILE. SIGTERM stops both.
+// answer, and appends {url, headers, body} of every POST /EventTrigger to $TEE_FILE. SIGTERM
+// stops both.
 import http from 'node:http';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -40,7 +41,7 @@ const server = http.createServer((req, res) => {
   req.on('end', async () => {
     const body = Buffer.concat(chunks);
     if (req.method === 'POST' && req.url.toLowerCase() === '/eventtrigger') {
-      fs.appendFileSync(process.env.TEE_FILE, `${JSON.stringify({ url: req.url, body: JSON.parse(body.toString('utf8')) })}\n`);
+      fs.appendFileSync(process.env.TEE_FILE, `${JSON.stringify({ url: req.url, headers: req.headers, body: JSON.parse(body.toString('utf8')) })}\n`);
     }
     try {
       const a = await forward(req, body);
