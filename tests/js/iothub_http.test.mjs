@@ -121,6 +121,12 @@ test('the running hub sees registry changes at once', async () => {
   assert.match(cliTok, /^SharedAccessSignature sr=enviromon\.azure-devices\.net%2Fdevices%2Flive-2&sig=/);
   assert.equal((await sendEvent(srv.url, 'live-2', cliTok, '{}')).status, 204);
   assert.ok(d2.connectionString.startsWith('HostName=enviromon.azure-devices.net;DeviceId=live-2;SharedAccessKey='));
+  // without --quiet, add prints both endpoints to use the connection string with
+  const shownAdd = deviceCli(['add', 'live-3'], dir).stdout;
+  assert.match(shownAdd, /^HostName=enviromon\.azure-devices\.net;DeviceId=live-3;SharedAccessKey=\S+$/m);
+  assert.match(shownAdd, /POST http:\/\/localhost:7071\/devices\/live-3\/messages\/events\?api-version=2021-04-12/);
+  assert.match(shownAdd, /;GatewayHostName=localhost:8883\n/);
+  assert.ok(shownAdd.includes(`${dir}/ca.pem`), shownAdd);
   // ids outside the rule are refused with the rule
   const bad = deviceCli(['add', 'no/slash'], dir);
   assert.equal(bad.status, 1);

@@ -91,14 +91,19 @@ static void print_conn(const cli_t *c, const iothub_device_t *d, int secondary)
     printf("HostName=%s;DeviceId=%s;SharedAccessKey=%s\n", host, d->id, secondary ? d->secondary : d->primary);
 }
 
-static void print_endpoints(const iothub_device_t *d)
+/* Both device endpoints of `devhost start`, so that the connection string just printed can be
+ * used at once: HTTP on the front port, MQTT over TLS the way an IoT Edge gateway is reached. */
+static void print_endpoints(const cli_t *c, const iothub_device_t *d)
 {
     char enc[IOTHUB_DEVICE_ID_MAX * 3 + 1];
     if (iothub_sas_url_encode(d->id, 1, enc, sizeof enc) < 0) return;
     printf("\nWith `devhost start` running, the device sends telemetry to the local hub over HTTP:\n"
            "  POST http://localhost:7071/devices/%s/messages/events?api-version=" API_VERSION "\n"
            "  Authorization: <a SAS token; `devhost device token %s` makes one>\n"
-           "(7071 is devhost's default port; use the one `devhost start` prints.)\n", enc, d->id);
+           "or over MQTT (Microsoft's device SDKs, mosquitto): append\n"
+           "  ;GatewayHostName=localhost:8883\n"
+           "to the connection string and trust the local CA %s/ca.pem (made by the first `devhost start`).\n"
+           "(7071 and 8883 are devhost's default ports; use the ones `devhost start` prints.)\n", enc, d->id, c->data);
 }
 
 static int report(iothub_reg_status_t st, const char *err)
@@ -137,7 +142,7 @@ int iothub_device_cli(int argc, char **argv)
             else {
                 printf("Device '%s' added to the local IoT Hub '%s' (%s).\nConnection string:\n", d.id, c.hub, dir);
                 print_conn(&c, &d, 0);
-                print_endpoints(&d);
+                print_endpoints(&c, &d);
             }
         }
     } else if (strcmp(c.cmd, "list") == 0) {
