@@ -18,7 +18,7 @@
 // Env: BENCH_DEVICES (100), BENCH_SECONDS (15), BENCH_CONNECTIONS (32), BENCH_RATE (1000),
 // BENCH_LAT_SECONDS (10), BENCH_ET_EVENTS (20000; 0 skips step 3), BENCH_OUT (json file),
 // HANDLER_BIN, DEVHOST_BIN.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -28,6 +28,7 @@ import { makeStackApp, signalrClient, num } from '../tests/js/lib/stack.mjs';
 import { startDevhost, tempDir, repoRoot, waitFor } from '../tests/js/lib/devhost.mjs';
 import { addDevice, nodeToken, encodeStrict } from '../tests/js/lib/iothub.mjs';
 import { rowsOf } from '../tests/js/lib/eventhub.mjs';
+import { procCpuSeconds, procStatusKiB } from '../tests/js/lib/proc.mjs';
 
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 100);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -35,14 +36,8 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const LAT_SECONDS = Number(process.env.BENCH_LAT_SECONDS ?? 10);
 const ET_EVENTS = Number(process.env.BENCH_ET_EVENTS ?? 20000);
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
-
-const cpuSeconds = (pid) => {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(x[11]) + Number(x[12])) / CLK_TCK;
-};
-const memMiB = (pid, key) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+const cpuSeconds = procCpuSeconds;
+const memMiB = (pid, key) => procStatusKiB(pid, key) / 1024;
 const pct = (a, p) => a[Math.min(a.length - 1, Math.floor((p / 100) * a.length))];
 const sumCounts = (rows) => Object.values(rows).reduce((n, r) => n + num(r.Count), 0);
 
