@@ -51,7 +51,8 @@ FUZZ_JOBS ?= 1
 FUZZ_VARIANT := VARIANT=fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
     SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
 
-.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run package check-package publish fuzz fuzz-build test-run
+.PHONY: all deps test test-build test-build-asan asan clean bench valgrind run package check-package publish fuzz fuzz-build test-run \
+        faults load soak
 
 all: $(PROGRAMS) $(DASH_VENDOR)
 
@@ -138,6 +139,22 @@ valgrind: deps
 
 bench: deps all
 	@./bench/run.sh
+
+# Reliability runs through the whole local stack (tests/reliability/, docs/reliability.md); not
+# part of `make test`. faults: each fault during a 20,000-message run (FAULTS="handler devhost"
+# picks some; `disk` needs root for its tmpfs); load: 200 devices x 500 messages; soak: an hour
+# at 500 messages/s. Extra arguments: FAULT_ARGS, LOAD_ARGS, SOAK_ARGS.
+faults: deps
+	@$(MAKE) --no-print-directory test-build
+	@node tests/reliability/faults.mjs $(FAULTS) $(FAULT_ARGS)
+
+load: deps
+	@$(MAKE) --no-print-directory test-build
+	@node tests/reliability/load.mjs $(LOAD_ARGS)
+
+soak: deps
+	@$(MAKE) --no-print-directory test-build
+	@node tests/reliability/soak.mjs $(SOAK_ARGS)
 
 # The whole local stack: Azurite, devhost start (handler, dashboard, local IoT Hub, SignalR
 # Service) and the simulator; Ctrl-C stops it. Variables DEVICES, TRANSPORT, PORT, ...: tools/run.sh.

@@ -24,7 +24,8 @@ function portOpen(port) {
 
 /** Start Azurite (table only). port: reuse a port (restart), else a free one; location: a
  *  directory for persistent data (else in memory); cert, key: PEM files to serve HTTPS (the
- *  connection string then names https://localhost). Returns {port, pid, connection, stop()}. */
+ *  connection string then names https://localhost). Returns {port, pid, proc, connection,
+ *  kill(signal), stop()}. */
 export async function startAzurite({ port, location, cert, key } = {}) {
   port = port ?? await freePort();
   const bin = path.join(repoRoot, 'node_modules', '.bin', 'azurite-table');
@@ -44,7 +45,13 @@ export async function startAzurite({ port, location, cert, key } = {}) {
   return {
     port,
     pid: proc.pid,
+    proc,
     connection: cert ? connectionString(port, { scheme: 'https', host: 'localhost' }) : connectionString(port),
+    /** Kill it with signal (SIGKILL: as a crash) and wait for it to be gone. */
+    async kill(signal = 'SIGKILL') {
+      if (!dead) proc.kill(signal);
+      await exited;
+    },
     async stop() {
       if (!dead) proc.kill('SIGTERM');
       await exited;
