@@ -163,8 +163,9 @@ export function dumpLogs(data) {
 }
 
 /** Wait until every device's Count + InvalidCount reaches at least its acknowledged messages
- *  and the totals stay put for quietMs. Returns {rows, ms}. */
-export async function waitDrained(rig, summary, { timeoutMs = 600000, quietMs = 5000 } = {}) {
+ *  and the totals stay put for quietMs. Returns {rows, ms}; throws when still behind after timeoutMs
+ *  or with no progress for stallMs. */
+export async function waitDrained(rig, summary, { timeoutMs = 900000, quietMs = 5000, stallMs = 180000 } = {}) {
   const t0 = Date.now();
   let last = -1;
   let since = Date.now();
@@ -182,7 +183,9 @@ export async function waitDrained(rig, summary, { timeoutMs = 600000, quietMs = 
       if (total !== last) { last = total; since = Date.now(); }
       if (!behind && Date.now() - since >= quietMs) return { rows, ms: Date.now() - t0 };
     }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`the pipeline did not catch up within ${timeoutMs} ms (stored total ${last})`);
+    if (Date.now() - t0 > timeoutMs || Date.now() - since > stallMs) {
+      throw new Error(`the pipeline did not catch up (Count + InvalidCount in total ${last}, unchanged for ${Math.round((Date.now() - since) / 1000)} s)`);
+    }
     await sleep(500);
   }
 }
