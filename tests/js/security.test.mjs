@@ -21,6 +21,7 @@ import { nodeToken, cToken, sendEvent, encodeStrict, HUB_HOST } from './lib/ioth
 import { startStack, signalrClient, num, waitFor } from './lib/stack.mjs';
 import { EMULATOR_KEY } from './lib/devhost.mjs';
 import { token as srToken, clientAud } from './signalr_service_helpers.mjs';
+import { rawClient, connectPacket, sas, username, mqttPacket } from './lib/mqtt.mjs';
 
 let s;
 let client;
@@ -79,7 +80,7 @@ test('a payload claiming another device id changes only the sender\'s row and pu
   assert.equal(client.pushes.filter((p) => p.deviceId === b.id && p.temperature === 39).length, 0,
     'no push attributes a\'s reading to b');
   // devhost writes its output every 200 ms: wait for the handler's line rather than read it at once
-  await s.dh.waitLog(/spoofing/i);
+  await s.dh.waitLog(/spoofing attempt: event \d+ authenticated as device 'spoof-a' claims deviceId 'spoof-b'/);
 });
 
 test('messages without a valid SAS token are refused (401) and store nothing', async () => {
@@ -121,6 +122,46 @@ test('messages without a valid SAS token are refused (401) and store nothing', a
   assert.equal(num(row.Count), 2);
   assert.equal(row.Celsius, 2);
   assert.equal((await s.rows()).ghost, undefined);
+});
+
+test('MQTT: sessions without a valid SAS token are refused (CONNACK 4/5) and what they publish is not stored', async () => {
+  const a = register('mqtt-a');
+  const b = register('mqtt-b');
+  const port = await s.dh.mqttPort();
+  const ca = fs.readFileSync(s.dh.ca);
+  const good = nodeToken(a.id, a.key);
+  remember('SAS signature', sigOf(good));
+  assert.equal((await send(a.id, good, { temperature: 1 })).status, 204);
+  await s.waitRow(a.id, (r) => num(r.Count) === 1);
+  const wrongKey = crypto.randomBytes(32).toString('base64');
+  const bTok = sas(b.id, b.key);
+  remember('SAS signature', sigOf(bTok));
+  const cases = [
+    ['no password', { password: undefined }, 4],
+    ['not a token', { password: Buffer.from('not a token') }, 4],
+    ['user name of another device', { username: username(b.id) }, 4],
+    ['signed with a wrong key', { password: Buffer.from(sas(a.id, wrongKey)) }, 5],
+    ['expired 10 minutes ago', { password: Buffer.from(sas(a.id, a.key, -600)) }, 5],
+    ['another device\'s valid token', { password: Buffer.from(bTok) }, 5],
+  ];
+  for (const [what, over, code] of cases) {
+    const c = await rawClient(port, ca);
+    // CONNECT and a PUBLISH in one write, before any CONNACK: the PUBLISH must not be stored
+    c.sock.write(Buffer.concat([
+      mqttPacket.generate(connectPacket(a.id, a.key, over)),
+      mqttPacket.generate({ cmd: 'publish', topic: `devices/${a.id}/messages/events/`, qos: 1, messageId: 1,
+        payload: JSON.stringify({ temperature: 66 }) }),
+    ]));
+    const ack = await c.waitPacket('connack', `CONNACK (${what})`);
+    assert.equal(ack.returnCode, code, what);
+    await c.closed;
+    assert.equal(c.packets.filter((p) => p.cmd === 'puback').length, 0, `${what}: no PUBACK`);
+  }
+  // nothing was stored: the next good message makes the count exactly 2, with its reading
+  assert.equal((await send(a.id, good, { temperature: 3 })).status, 204);
+  const row = await s.waitRow(a.id, (x) => num(x.Count) >= 2);
+  assert.equal(num(row.Count), 2);
+  assert.equal(row.Celsius, 3);
 });
 
 test('devhost\'s SignalR Service refuses expired, wrong-audience and wrong-key tokens', async () => {
@@ -334,6 +375,38 @@ test(`${HANDLER_ATTACKERS} slow-drip sockets on the handler's port do not stall 
     console.log(`# ${HANDLER_ATTACKERS} dripping sockets on the handler's port: a message folded and read back in ${Date.now() - t0} ms`);
   } finally {
     att.stop();
+  }
+});
+
+const MQTT_ATTACKERS = 600;
+test(`${MQTT_ATTACKERS} slow-drip sockets on the MQTT port do not stall devices`, { timeout: 90000 }, async () => {
+  const d = register('drip-mqtt');
+  const port = await s.dh.mqttPort();
+  const ca = fs.readFileSync(s.dh.ca);
+  // half drip bytes of a TLS record header, half sit in a finished TLS handshake dripping
+  // nothing valid; neither ever sends a whole CONNECT
+  const att = slowDrip(port, MQTT_ATTACKERS / 2, Buffer.from([0x16, 0x03, 0x01]));
+  const tlsAtt = [];
+  for (let i = 0; i < MQTT_ATTACKERS / 2; i++) tlsAtt.push(rawClient(port, ca).then((c) => { c.send(Buffer.from([0x10])); return c; }).catch(() => null));
+  try {
+    await waitFor(() => att.connected(), { timeoutMs: 20000, what: 'the attackers to connect' });
+    const held = await Promise.all(tlsAtt);
+    const t0 = Date.now();
+    const c = await rawClient(port, ca);
+    c.send(connectPacket(d.id, d.key));
+    const ack = await c.waitPacket('connack', 'CONNACK', 15000);
+    assert.equal(ack.returnCode, 0);
+    c.send({ cmd: 'publish', topic: `devices/${d.id}/messages/events/`, qos: 1, messageId: 7, payload: JSON.stringify({ temperature: 9 }) });
+    assert.equal((await c.waitPacket('puback', 'PUBACK', 15000)).messageId, 7);
+    c.end();
+    await s.waitRow(d.id, (r) => num(r.Count) === 1 && r.Celsius === 9);
+    console.log(`# ${MQTT_ATTACKERS} dripping sockets on the MQTT port: a device connected, published and was stored in ${Date.now() - t0} ms`);
+    // and the attackers are cut by the connect deadline (10 s), not kept forever
+    await waitFor(() => att.closed() === MQTT_ATTACKERS / 2 && held.every((h) => !h || h.isClosed()),
+      { timeoutMs: 30000, what: 'the server to close the dripping sockets' });
+  } finally {
+    att.stop();
+    for (const h of await Promise.all(tlsAtt)) h?.end();
   }
 });
 

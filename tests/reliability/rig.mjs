@@ -66,7 +66,7 @@ export async function startRig({ tag = 'rel', partitions = 4, tmpfsMiB = 0, mqtt
   let unmount = null;
   const port = await freePort();
   const mqttPort = mqtt ? await freePort() : 0;
-  const dhArgs = ['--partitions', String(partitions), ...(mqtt ? ['--mqtt-port', String(mqttPort)] : [])];
+  const dhArgs = ['--partitions', String(partitions), ...(mqtt ? ['--mqtt-port', String(mqttPort)] : ['--no-mqtt'])];
   try {
     az = await startAzurite({ location: azDir });
     app = await makeStackApp({ tag, conn: az.connection });
@@ -138,7 +138,7 @@ export function runSimulator(rig, { devices, count, rate, transport = 'http', pr
   const endpoint = transport === 'http' ? rig.url : `mqtts://127.0.0.1:${rig.mqttPort}`;
   const args = ['--devices', String(devices), '--prefix', prefix, '--data', rig.data, '--transport', transport,
     '--endpoint', endpoint, '--count', String(count), '--rate', String(rate), '--seed', String(seed),
-    '--retry-for', String(retryFor), '--json', '--progress', '5', ...(transport === 'mqtt' ? ['--ca', path.join(rig.data, 'ca.pem')] : []),
+    '--retry-for', String(retryFor), '--json', '--progress', '1', ...(transport === 'mqtt' ? ['--ca', path.join(rig.data, 'ca.pem')] : []),
     ...extra];
   const t0 = Date.now();
   const proc = spawn(bins.simulator, args, { stdio: ['ignore', 'pipe', 'pipe'] });
