@@ -26,6 +26,10 @@ export const bins = {
 process.env.DEVHOST_BIN = bins.devhost;
 process.env.HANDLER_BIN = process.env.HANDLER_BIN || path.join(repoRoot, build, 'handler');
 
+/* Every process a rig started: killed if this script exits without stopping them (a crash). */
+const children = new Set();
+process.on('exit', () => { for (const p of children) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 
@@ -43,6 +47,7 @@ async function startSignalr(port) {
   let out = '';
   proc.stdout.on('data', (d) => { out += d; });
   proc.stderr.on('data', (d) => { out += d; });
+  children.add(proc);
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   await waitFor(() => fetch(`http://127.0.0.1:${port}/api/health`).then((r) => r.status > 0).catch(() => false),
     { timeoutMs: 20000, what: `the SignalR Service on ${port}` });
@@ -69,10 +74,12 @@ export async function startRig({ tag = 'rel', partitions = 4, tmpfsMiB = 0, mqtt
   const dhArgs = ['--partitions', String(partitions), ...(mqtt ? ['--mqtt-port', String(mqttPort)] : ['--no-mqtt'])];
   try {
     az = await startAzurite({ location: azDir });
+    children.add(az.proc);
     app = await makeStackApp({ tag, conn: az.connection });
     sr = await startSignalr(app.srPort);
     unmount = tmpfsMiB ? mountTmpfs(data, tmpfsMiB) : null;
     dh = await startDevhost(app.root, { port, data, args: dhArgs, readyTimeoutMs: 60000 });
+    children.add(dh.proc);
   } catch (e) {
     await sr?.kill('SIGKILL');
     await az?.kill('SIGKILL');
@@ -98,6 +105,7 @@ export async function startRig({ tag = 'rel', partitions = 4, tmpfsMiB = 0, mqtt
       await az.kill(signal);
       await sleep(downMs);
       az = await startAzurite({ port: az.port, location: azDir });
+      children.add(az.proc);
     },
     async restartSignalr({ downMs = 30000 } = {}) {
       await sr.kill('SIGKILL');
@@ -110,6 +118,7 @@ export async function startRig({ tag = 'rel', partitions = 4, tmpfsMiB = 0, mqtt
     },
     async startDevhost() {
       dh = await startDevhost(app.root, { port, data, args: dhArgs, readyTimeoutMs: 60000 });
+      children.add(dh.proc);
     },
     /** Every devhost output so far, restarts included. */
     allDevhostLogs: () => [...dhLogs, dh.logs()].join('\n'),
@@ -137,11 +146,12 @@ export async function startRig({ tag = 'rel', partitions = 4, tmpfsMiB = 0, mqtt
 export function runSimulator(rig, { devices, count, rate, transport = 'http', prefix = 'sim-', seed = 1, retryFor = 600, extra = [] }) {
   const endpoint = transport === 'http' ? rig.url : `mqtts://127.0.0.1:${rig.mqttPort}`;
   const args = ['--devices', String(devices), '--prefix', prefix, '--data', rig.data, '--transport', transport,
-    '--endpoint', endpoint, '--count', String(count), '--rate', String(rate), '--seed', String(seed),
+    '--endpoint', endpoint, ...(count ? ['--count', String(count)] : []), '--rate', String(rate), '--seed', String(seed),
     '--retry-for', String(retryFor), '--json', '--progress', '1', ...(transport === 'mqtt' ? ['--ca', path.join(rig.data, 'ca.pem')] : []),
     ...extra];
   const t0 = Date.now();
   const proc = spawn(bins.simulator, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(proc);
   let out = '';
   let err = '';
   proc.stdout.on('data', (d) => { out += d; });
