@@ -1,8 +1,15 @@
-/* server.c — libmicrohttpd server for the custom-handler protocol (see server.h). */
+/* server.c — libmicrohttpd server for the custom-handler protocol (see server.h).
+ *
+ * Slow-drip clients: libmicrohttpd's connection timeout is an idle timeout that every byte
+ * resets, so 512 sockets each sending a header byte now and then would fill the connection
+ * limit and make every invocation that needs a new connection fail. The admission guard
+ * (util/conn_guard.h) gives a request SERVER_REQUEST_DEADLINE_MS to arrive whole and lets at
+ * most half the connections wait for their request (the oldest is closed to make room). */
 #include "protocol/server.h"
 
 #include "protocol/invocation.h"
 #include "util/buf.h"
+#include "util/conn_guard.h"
 #include "util/log.h"
 
 #include <arpa/inet.h>
@@ -23,11 +30,16 @@ typedef int MHD_Result_t;
 typedef enum MHD_Result MHD_Result_t;
 #endif
 
+#define SERVER_MAX_CONNECTIONS     512
+#define SERVER_REQUEST_DEADLINE_MS 30000
+
 struct server {
-    struct MHD_Daemon *daemon;
-    app_t             *app;
-    atomic_int         inflight;
-    atomic_ulong       completed;   /* requests finished, for idle detection */
+    struct MHD_Daemon    *daemon;
+    app_t                *app;
+    atomic_int            inflight;
+    atomic_ulong          completed;   /* requests finished, for idle detection */
+    conn_guard_t         *guard;       /* slow-drip defence (see the top of this file) */
+    conn_guard_sweeper_t *sweeper;
 };
 
 /* Per-request state, created on the first access-handler call. */
@@ -39,6 +51,7 @@ typedef struct request_state {
     const function_entry_t *streamed;   /* a function reading its body as it arrives */
     void                   *reader;     /* its reader state */
     int                     refused;    /* the reader refused the body: drain it, then answer */
+    conn_guard_conn_t      *gk;         /* the connection's guard entry, or NULL */
 } request_state_t;
 
 static MHD_Result_t send_json(struct MHD_Connection *conn, unsigned int status, char *body_owned)
@@ -185,6 +198,8 @@ static MHD_Result_t on_request(void *cls, struct MHD_Connection *conn, const cha
         st = calloc(1, sizeof *st);
         if (!st) return MHD_NO;
         *con_cls = st;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        st->gk = ci ? ci->socket_context : NULL;
         char path[80];
         snprintf(path, sizeof path, "%s", url);
         for (char *c = path; *c; c++) if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
@@ -224,7 +239,9 @@ static MHD_Result_t on_request(void *cls, struct MHD_Connection *conn, const cha
         return MHD_YES;
     }
 
-    /* The whole request is in: from here on it is in flight (shutdown waits for it). */
+    /* The whole request is in: from here on it is in flight (shutdown waits for it), and no
+     * deadline applies while it is served. */
+    conn_guard_request_arrived(srv->guard, st->gk);
     if (!st->counted) {
         st->counted = 1;
         atomic_fetch_add(&srv->inflight, 1);
@@ -252,16 +269,31 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)conn;
-    (void)toe;
     server_t *srv = cls;
     request_state_t *st = *con_cls;
     if (!st) return;
+    /* a kept-alive connection waits for its next request, under the deadline again */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) conn_guard_idle(srv->guard, st->gk);
     if (st->counted) atomic_fetch_sub(&srv->inflight, 1);
     atomic_fetch_add(&srv->completed, 1);
     if (st->reader) st->streamed->reader->close(st->reader);
     buf_free(&st->body);
     free(st);
     *con_cls = NULL;
+}
+
+/* Connection opened or closed: the admission guard tracks it. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    server_t *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? conn_guard_opened(srv->guard, ci->connect_fd) : NULL;
+    } else {
+        conn_guard_closed(srv->guard, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -281,6 +313,11 @@ server_t *server_start(app_t *app, char *err, size_t errlen)
     srv->app = app;
     atomic_init(&srv->inflight, 0);
     atomic_init(&srv->completed, 0);
+    if (!(srv->guard = conn_guard_new(SERVER_REQUEST_DEADLINE_MS, SERVER_MAX_CONNECTIONS / 2))) {
+        snprintf(err, errlen, "out of memory");
+        free(srv);
+        return NULL;
+    }
 
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
@@ -294,14 +331,23 @@ server_t *server_start(app_t *app, char *err, size_t errlen)
         flags, (uint16_t)app->cfg.port, NULL, NULL, on_request, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)app->cfg.request_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)512,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SERVER_MAX_CONNECTIONS,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024), /* headers only: bodies stream past it */
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on 127.0.0.1:%d (is the port already in use?)", app->cfg.port);
+        conn_guard_free(srv->guard);
+        free(srv);
+        return NULL;
+    }
+    if (!(srv->sweeper = conn_guard_sweeper_start(srv->guard, "handler"))) {
+        snprintf(err, errlen, "cannot start a thread");
+        MHD_stop_daemon(srv->daemon);
+        conn_guard_free(srv->guard);
         free(srv);
         return NULL;
     }
@@ -322,6 +368,8 @@ void server_stop(server_t *srv, int drain_ms)
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    conn_guard_sweeper_stop(srv->sweeper);
     MHD_stop_daemon(srv->daemon);
+    conn_guard_free(srv->guard); /* after the daemon: it reported every connection closed */
     free(srv);
 }

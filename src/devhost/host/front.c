@@ -2,24 +2,22 @@
  *
  * Slow-drip clients: libmicrohttpd's connection timeout is an idle timeout that every byte
  * resets, so a thousand sockets each sending a header byte now and then would fill the
- * connection limit and lock devices, the API and the dashboard out. The local SignalR Service's
- * admission guard (signalr_guard.h) is reused here: a request must arrive whole within
- * FRONT_REQUEST_DEADLINE_MS of its connection opening (or of the previous response), and at
+ * connection limit and lock devices, the API and the dashboard out. The admission guard
+ * (util/conn_guard.h; the SignalR Service and the handler use it too): a request must arrive
+ * whole within FRONT_REQUEST_DEADLINE_MS of its connection opening (or of the previous response), and at
  * most FRONT_MAX_WAITING connections may wait for their request at once (the oldest is closed
  * to make room), so new clients always find a place. A sweeper thread enforces the deadline. */
 #include "devhost/host/front.h"
 
 #include "devhost/host/common.h"
 #include "devhost/host/static_files.h"
-#include "devhost/signalr/signalr_conn.h"
-#include "devhost/signalr/signalr_guard.h"
+#include "util/conn_guard.h"
 #include "util/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,8 +30,6 @@
 #define FRONT_MAX_CONNECTIONS     1000
 #define FRONT_MAX_WAITING         (FRONT_MAX_CONNECTIONS / 2)
 #define FRONT_REQUEST_DEADLINE_MS 30000
-#define FRONT_SWEEP_MS            250
-#define FRONT_GUARD_LOG_MS        10000
 
 typedef struct {
     char        *prefix;
@@ -51,12 +47,8 @@ struct dh_front {
     int                quiesced;
     atomic_int         inflight;
     atomic_ullong      requests;
-    sr_guard_t        *guard;        /* slow-drip defence (see the top of this file) */
-    pthread_t          sweeper;
-    int                sweeping;     /* the sweeper thread runs */
-    int                sweep_stop;   /* under sweep_lock */
-    pthread_mutex_t    sweep_lock;
-    pthread_cond_t     sweep_cond;
+    conn_guard_t      *guard;        /* slow-drip defence (see the top of this file) */
+    conn_guard_sweeper_t *sweeper;
 };
 
 /* Per-request state: made by the URI logger (which sees the raw URI), filled on the first
@@ -68,7 +60,7 @@ typedef struct {
     size_t         limit;
     const hook_t  *hook;
     buf_t          body;
-    sr_guard_conn_t *gk;   /* the connection's guard entry (its socket context), or NULL */
+    conn_guard_conn_t *gk;   /* the connection's guard entry (its socket context), or NULL */
 } rq_t;
 
 dh_front_t *dh_front_new(const dh_front_opts_t *o)
@@ -79,8 +71,6 @@ dh_front_t *dh_front_new(const dh_front_opts_t *o)
     if (!f->o.host) f->o.host = "127.0.0.1";
     atomic_init(&f->inflight, 0);
     atomic_init(&f->requests, 0);
-    pthread_mutex_init(&f->sweep_lock, NULL);
-    pthread_cond_init(&f->sweep_cond, NULL);
     return f;
 }
 
@@ -137,9 +127,9 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
     dh_front_t *f = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *socket_context = ci ? sr_guard_opened(f->guard, ci->connect_fd) : NULL;
+        *socket_context = ci ? conn_guard_opened(f->guard, ci->connect_fd) : NULL;
     } else {
-        sr_guard_closed(f->guard, *socket_context);
+        conn_guard_closed(f->guard, *socket_context);
         *socket_context = NULL;
     }
 }
@@ -288,7 +278,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         return MHD_YES;
     }
     /* the request is all here: no deadline while it is served */
-    sr_guard_request_arrived(f->guard, rq->gk);
+    conn_guard_request_arrived(f->guard, rq->gk);
     dh_http_req_t *r = &rq->req;
     r->body_len = rq->body.len;
     r->body = buf_steal(&rq->body);
@@ -309,7 +299,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
     rq_t *rq = *con_cls;
     if (!rq) return;
     /* a kept-alive connection waits for its next request, under the deadline again */
-    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) sr_guard_idle(f->guard, rq->gk);
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) conn_guard_idle(f->guard, rq->gk);
     if (rq->started) atomic_fetch_sub(&f->inflight, 1);
     dh_http_req_free(&rq->req);
     buf_free(&rq->body);
@@ -328,48 +318,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug(NULL, "devhost: libmicrohttpd: %s", line);
 }
 
-/* The guard's counters, logged when they moved (at most once per FRONT_GUARD_LOG_MS). */
-static void log_guard(dh_front_t *f, uint64_t *expired_logged, uint64_t *evicted_logged)
-{
-    uint64_t expired, evicted;
-    size_t waiting;
-    sr_guard_counts(f->guard, &expired, &evicted, &waiting);
-    if (expired == *expired_logged && evicted == *evicted_logged) return;
-    log_warn(NULL, "devhost: closed %llu connection(s) that sent no complete request within %d ms and %llu more "
-             "to keep room for new clients (the oldest of more than %d waiting); %zu waiting now",
-             (unsigned long long)(expired - *expired_logged), FRONT_REQUEST_DEADLINE_MS,
-             (unsigned long long)(evicted - *evicted_logged), FRONT_MAX_WAITING, waiting);
-    *expired_logged = expired;
-    *evicted_logged = evicted;
-}
-
-static void *sweeper(void *arg)
-{
-    dh_front_t *f = arg;
-    uint64_t expired_logged = 0, evicted_logged = 0;
-    int64_t last_log = sr_now_ms();
-    pthread_mutex_lock(&f->sweep_lock);
-    while (!f->sweep_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += FRONT_SWEEP_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&f->sweep_cond, &f->sweep_lock, &ts);
-        if (f->sweep_stop) break;
-        pthread_mutex_unlock(&f->sweep_lock);
-        int64_t now = sr_now_ms();
-        sr_guard_sweep(f->guard, now);
-        if (now - last_log >= FRONT_GUARD_LOG_MS) {
-            last_log = now;
-            log_guard(f, &expired_logged, &evicted_logged);
-        }
-        pthread_mutex_lock(&f->sweep_lock);
-    }
-    pthread_mutex_unlock(&f->sweep_lock);
-    return NULL;
-}
-
 int dh_front_start(dh_front_t *f, char *err, size_t errlen)
 {
     struct sockaddr_in a;
@@ -382,7 +330,7 @@ int dh_front_start(dh_front_t *f, char *err, size_t errlen)
     }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                      MHD_USE_ERROR_LOG | MHD_USE_ITC;
-    f->guard = sr_guard_new(FRONT_REQUEST_DEADLINE_MS, FRONT_MAX_WAITING);
+    f->guard = conn_guard_new(FRONT_REQUEST_DEADLINE_MS, FRONT_MAX_WAITING);
     if (!f->guard) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -421,13 +369,12 @@ int dh_front_start(dh_front_t *f, char *err, size_t errlen)
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);
     f->port = di && di->port ? di->port : f->o.port;
-    if (pthread_create(&f->sweeper, NULL, sweeper, f) != 0) {
-        snprintf(err, errlen, "cannot start a thread (%s)", strerror(errno));
+    if (!(f->sweeper = conn_guard_sweeper_start(f->guard, "devhost"))) {
+        snprintf(err, errlen, "cannot start a thread");
         MHD_stop_daemon(f->d);
         f->d = NULL;
         return -1;
     }
-    f->sweeping = 1;
     return 0;
 }
 
@@ -453,17 +400,9 @@ void dh_front_stop(dh_front_t *f, int drain_ms)
             nanosleep(&ts, NULL);
         }
     }
-    if (f->sweeping) {
-        pthread_mutex_lock(&f->sweep_lock);
-        f->sweep_stop = 1;
-        pthread_cond_signal(&f->sweep_cond);
-        pthread_mutex_unlock(&f->sweep_lock);
-        pthread_join(f->sweeper, NULL);
-    }
+    conn_guard_sweeper_stop(f->sweeper);
     if (f->d) MHD_stop_daemon(f->d);
-    sr_guard_free(f->guard); /* after the daemon: it reported every connection closed */
+    conn_guard_free(f->guard); /* after the daemon: it reported every connection closed */
     for (size_t i = 0; i < f->nhooks; i++) free(f->hooks[i].prefix);
-    pthread_mutex_destroy(&f->sweep_lock);
-    pthread_cond_destroy(&f->sweep_cond);
     free(f);
 }

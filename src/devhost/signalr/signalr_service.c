@@ -20,7 +20,7 @@
 
 #include "azure/signalr_token.h"
 #include "devhost/signalr/signalr_conn.h"
-#include "devhost/signalr/signalr_guard.h"
+#include "util/conn_guard.h"
 #include "devhost/signalr/signalr_hub.h"
 #include "devhost/signalr/signalr_ws.h"
 #include "util/buf.h"
@@ -39,7 +39,7 @@ struct sr_service {
     sr_conn_t          cs;
     sr_registry_t     *reg;
     sr_ws_server_t    *ws;
-    sr_guard_t        *guard;
+    conn_guard_t        *guard;
     sr_service_opts_t  o;
     int                port;
     pthread_t          hk;
@@ -57,7 +57,7 @@ typedef enum { RQ_PLAIN = 0, RQ_SSE, RQ_LP, RQ_LP_PARKED, RQ_WS } rq_kind_t;
 
 typedef struct req {
     char                *raw_path;  /* the request path as sent (not percent-decoded) */
-    sr_guard_conn_t     *guard;     /* the connection's admission-guard entry, or NULL */
+    conn_guard_conn_t     *guard;     /* the connection's admission-guard entry, or NULL */
     int                  started;   /* the first access-handler call (headers) happened */
     rq_kind_t            kind;
     buf_t                body;
@@ -926,7 +926,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         return MHD_YES;
     }
     /* The request is all here (headers and body): no deadline until the next one. */
-    sr_guard_request_arrived(s->guard, rq->guard);
+    conn_guard_request_arrived(s->guard, rq->guard);
     if (rq->kind == RQ_LP_PARKED) return lp_poll(s, rq, mc, 1);
 
     if (strcmp(method, "OPTIONS") == 0) {
@@ -960,7 +960,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     /* A kept-alive connection waits for its next request, under the deadline again. (An
      * upgraded WebSocket is never waiting: its completion means it is gone.) */
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && rq->kind != RQ_WS)
-        sr_guard_idle(s->guard, rq->guard);
+        conn_guard_idle(s->guard, rq->guard);
     sr_client_t *c = rq->client;
     if (c) {
         int stream_ended = 0;
@@ -1004,16 +1004,16 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
     return rq;
 }
 
-/* Connection opened or closed: the admission guard tracks it (signalr_guard.h). */
+/* Connection opened or closed: the admission guard tracks it (conn_guard.h). */
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     sr_service_t *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
-        *socket_context = ci ? sr_guard_opened(s->guard, ci->connect_fd) : NULL;
+        *socket_context = ci ? conn_guard_opened(s->guard, ci->connect_fd) : NULL;
     } else {
-        sr_guard_closed(s->guard, *socket_context);
+        conn_guard_closed(s->guard, *socket_context);
         *socket_context = NULL;
     }
 }
@@ -1097,7 +1097,7 @@ static void log_guard_counts(sr_service_t *s)
 {
     uint64_t expired, evicted;
     size_t waiting;
-    sr_guard_counts(s->guard, &expired, &evicted, &waiting);
+    conn_guard_counts(s->guard, &expired, &evicted, &waiting);
     uint64_t de = expired - s->guard_expired_logged, dv = evicted - s->guard_evicted_logged;
     if (!de && !dv) return;
     s->guard_expired_logged = expired;
@@ -1126,7 +1126,7 @@ static void *housekeeping(void *arg)
         if (s->hk_stop) break;
         pthread_mutex_unlock(&s->hk_lock);
         int64_t now = sr_now_ms();
-        sr_guard_sweep(s->guard, now);
+        conn_guard_sweep(s->guard, now);
         housekeep_once(s, now);
         if (now - last_stats >= SR_STATS_EVERY_MS) {
             last_stats = now;
@@ -1233,7 +1233,7 @@ sr_service_t *sr_service_start(const sr_service_opts_t *o, char *err, size_t err
      * waiting connection landed on one thread, that thread keeps room for new clients. */
     size_t max_waiting = limit / (2 * s->o.threads);
     if (max_waiting < 8) max_waiting = 8;
-    s->guard = sr_guard_new(s->o.request_timeout_ms, max_waiting);
+    s->guard = conn_guard_new(s->o.request_timeout_ms, max_waiting);
     if (!s->guard) { snprintf(err, errlen, "out of memory"); goto fail; }
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
@@ -1272,7 +1272,7 @@ fail:
 fail_nocs:
     sr_ws_server_free(s->ws);
     sr_registry_free(s->reg);
-    sr_guard_free(s->guard);
+    conn_guard_free(s->guard);
     pthread_mutex_destroy(&s->hk_lock);
     pthread_cond_destroy(&s->hk_cond);
     pthread_mutex_destroy(&s->stats_lock);
@@ -1326,7 +1326,7 @@ void sr_service_stop(sr_service_t *s)
     MHD_stop_daemon(s->d);
     sr_ws_server_free(s->ws);
     sr_registry_free(s->reg);
-    sr_guard_free(s->guard); /* after the daemon: it reported every connection closed */
+    conn_guard_free(s->guard); /* after the daemon: it reported every connection closed */
     sr_conn_free(&s->cs);
     pthread_mutex_destroy(&s->hk_lock);
     pthread_cond_destroy(&s->hk_cond);
