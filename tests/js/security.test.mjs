@@ -468,9 +468,12 @@ test('oversize requests on devhost\'s and the handler\'s ports are refused and o
   assert.equal(results[5], 'ordinary 204');
   const row = await s.waitRow(d.id, (r) => num(r.Count) >= 1);
   assert.equal(num(row.Count), 1, 'the 300 KB message was not stored');
-  // the big bodies were not kept: neither process grew by half of one
+  // the big bodies were not kept: neither process grew by half of one. (Not under ASan, whose
+  // quarantine holds up to 256 MiB of freed memory, nor under valgrind: there the leak checkers
+  // answer the question.)
+  const instrumented = /asan/.test(process.env.ENVIROMON_BUILD || '') || Boolean(process.env.ENVIROMON_WRAPPER);
   const rss1 = [rssKiB(s.dh.proc.pid), rssKiB(handlerPid())];
-  assert.ok(rss1[0] - rss0[0] < 32 * 1024 && rss1[1] - rss0[1] < 32 * 1024, `RSS KiB before ${rss0}, after ${rss1}`);
+  if (!instrumented) assert.ok(rss1[0] - rss0[0] < 32 * 1024 && rss1[1] - rss0[1] < 32 * 1024, `RSS KiB before ${rss0}, after ${rss1}`);
 });
 
 test('no secret appears in any log or error body of the run', async () => {
