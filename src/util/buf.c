@@ -18,6 +18,7 @@ int buf_reserve(buf_t *b, size_t n)
     if (!p) { b->oom = 1; return -1; }
     b->data = p;
     b->cap = want;
+    b->data[b->len] = '\0'; /* the invariant holds from the first allocation, before any append */
     return 0;
 }
 

@@ -371,6 +371,14 @@ static void test_string_decode(void **state)
     assert_memory_equal(b.data, "a\0b\n", 4);
     buf_reset(&b);
     assert_int_equal(json_string_decode("\"a\" ", 4, &b), 0);
+    buf_free(&b);
+    /* the empty string into a fresh buffer: data is a terminated "" (it was an unterminated
+     * allocation that cJSON_CreateString read past: heap-buffer-overflow under ASan through
+     * event_body's member_value, found by the simulator_devhost test under make asan) */
+    assert_int_equal(json_string_decode("\"\"", 2, &b), 0);
+    assert_int_equal(b.len, 0);
+    assert_non_null(b.data);
+    assert_string_equal(b.data, "");
     assert_int_equal(json_string_decode("\"a", 2, &b), -1);
     assert_int_equal(json_string_decode("1", 1, &b), -1);
     assert_int_equal(json_string_decode("\"a\"x", 4, &b), -1);
