@@ -92,35 +92,48 @@ static void render_identities(void)
     }
 }
 
-static cJSON *identities(dh_identity_t who)
+static const char *identities(dh_identity_t who)
 {
     pthread_once(&identities_once, render_identities);
-    const char *t = (unsigned)who < 4 ? identities_text[who] : NULL;
-    return t ? cJSON_CreateRaw(t) : NULL;
+    return (unsigned)who < 4 ? identities_text[who] : NULL;
 }
 
-/* Query as the host's request object has it: key (case-insensitive, first spelling) → every
- * value joined with ",". */
-static cJSON *query_joined(const dh_http_req_t *r)
+/* Append name → value pairs grouped as the host's dictionaries group them: a name equal to an
+ * earlier one (ASCII case-insensitive) joins that entry, which keeps the first spelling. Values
+ * are an array of strings (arrays = 1) or joined with "," (0). names[i] may differ from
+ * v[i].name (canonical header spellings). n is at most a few hundred, so the quadratic scan
+ * costs less than a hash table would. */
+static void put_grouped(buf_t *b, const dh_header_t *v, const char *const *names, size_t n, int arrays)
 {
-    cJSON *q = cJSON_CreateObject();
-    if (!q) return NULL;
-    for (size_t i = 0; i < r->nquery; i++) {
-        cJSON *old = cJSON_GetObjectItem(q, r->query[i].name);
-        if (old) {
-            size_t n = strlen(old->valuestring) + strlen(r->query[i].value) + 2;
-            char *v = malloc(n);
-            if (!v) { cJSON_Delete(q); return NULL; }
-            snprintf(v, n, "%s,%s", old->valuestring, r->query[i].value);
-            cJSON *nv = cJSON_CreateString(v);
-            free(v);
-            if (dh_json_set_ci(q, r->query[i].name, nv) != 0) { cJSON_Delete(q); return NULL; }
-        } else if (!cJSON_AddStringToObject(q, r->query[i].name, r->query[i].value)) {
-            cJSON_Delete(q);
-            return NULL;
+    buf_putc(b, '{');
+    int first = 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < i && strcasecmp(names[j], names[i]) != 0) j++;
+        if (j < i) continue; /* already written with its first spelling */
+        if (!first) buf_putc(b, ',');
+        first = 0;
+        buf_put_json_string(b, names[i]);
+        buf_puts(b, arrays ? ":[" : ":\"");
+        for (size_t k = i, nv = 0; k < n; k++) {
+            if (k != i && strcasecmp(names[k], names[i]) != 0) continue;
+            if (nv++) buf_putc(b, ',');
+            if (arrays) {
+                buf_put_json_string(b, v[k].value);
+            } else {
+                /* the value's inner text: its JSON string without the quotes */
+                size_t at = b->len;
+                buf_put_json_string(b, v[k].value);
+                if (!b->oom) {
+                    memmove(b->data + at, b->data + at + 1, b->len - at - 2);
+                    b->len -= 2;
+                    b->data[b->len] = '\0';
+                }
+            }
         }
+        buf_putc(b, arrays ? ']' : '"');
     }
-    return q;
+    buf_putc(b, '}');
 }
 
 /* Query's last values (the binding data's Query dictionary). */
@@ -136,21 +149,15 @@ static cJSON *query_last(const dh_http_req_t *r)
     return q;
 }
 
-/* Headers: canonical name → array of values (array = 1), or values joined with "," (0). */
-static cJSON *headers_object(const dh_http_req_t *r, int arrays)
+/* Headers for Metadata: canonical name → values joined with ",". */
+static cJSON *headers_joined(const dh_http_req_t *r)
 {
     cJSON *h = cJSON_CreateObject();
     if (!h) return NULL;
     for (size_t i = 0; i < r->nheaders; i++) {
         const char *name = canonical_header(r->headers[i].name);
         cJSON *old = cJSON_GetObjectItem(h, name);
-        if (arrays) {
-            if (!old) {
-                old = cJSON_CreateArray();
-                if (!old || !cJSON_AddItemToObject(h, name, old)) { cJSON_Delete(old); cJSON_Delete(h); return NULL; }
-            }
-            cJSON_AddItemToArray(old, cJSON_CreateString(r->headers[i].value));
-        } else if (old) {
+        if (old) {
             size_t n = strlen(old->valuestring) + strlen(r->headers[i].value) + 2;
             char *v = malloc(n);
             if (!v) { cJSON_Delete(h); return NULL; }
@@ -180,47 +187,90 @@ static const char *req_header(const dh_http_req_t *r, const char *name)
     return NULL;
 }
 
-static cJSON *body_value(const dh_http_req_t *r)
+/* The body as a JSON string: base64 for binary media types, else text as .NET's StreamReader
+ * decodes it (a leading BOM dropped, ill-formed UTF-8 as U+FFFD). */
+static void put_body(buf_t *b, const dh_http_req_t *r)
 {
-    const char *b = r->body ? r->body : "";
+    const char *s = r->body ? r->body : "";
     size_t n = r->body_len;
-    if (media_is_binary(req_header(r, "Content-Type"))) {
-        size_t outlen = 4 * ((n + 2) / 3) + 1;
-        unsigned char *out = malloc(outlen);
-        if (!out) return NULL;
-        EVP_EncodeBlock(out, (const unsigned char *)b, (int)n);
-        cJSON *v = cJSON_CreateString((char *)out);
-        free(out);
-        return v;
-    }
-    if (n >= 3 && memcmp(b, "\xEF\xBB\xBF", 3) == 0) { b += 3; n -= 3; } /* StreamReader drops the BOM */
     buf_t t = BUF_INIT;
-    dh_put_utf8_lossy(&t, b, n);
-    cJSON *v = t.oom ? NULL : cJSON_CreateString(buf_str(&t));
+    if (media_is_binary(req_header(r, "Content-Type"))) {
+        if (buf_reserve(&t, 4 * ((n + 2) / 3) + 1) == 0) {
+            t.len = (size_t)EVP_EncodeBlock((unsigned char *)t.data, (const unsigned char *)s, (int)n);
+            t.data[t.len] = '\0';
+        }
+    } else {
+        if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) { s += 3; n -= 3; }
+        dh_put_utf8_lossy(&t, s, n);
+    }
+    if (t.oom) b->oom = 1;
+    else buf_put_json_string(b, buf_str(&t));
     buf_free(&t);
-    return v;
+}
+
+int dh_http_request_text(buf_t *b, const dh_http_req_t *r, const cJSON *params, dh_identity_t who)
+{
+    const char *ids = identities(who);
+    if (!ids) return -1;
+    size_t start = b->len;
+    /* Url: scheme, Host header, then the path and query exactly as received. */
+    buf_puts(b, "{\"Url\":");
+    buf_t url = BUF_INIT;
+    buf_printf(&url, "%s://%s%s%s%s", r->https ? "https" : "http", r->host, r->raw_path,
+               r->raw_query && *r->raw_query ? "?" : "", r->raw_query ? r->raw_query : "");
+    if (url.oom) b->oom = 1;
+    else buf_put_json_string(b, buf_str(&url));
+    buf_free(&url);
+    buf_puts(b, ",\"Method\":");
+    buf_put_json_string(b, r->method);
+    /* Query: every value of a key joined with ","; Headers: canonical name → [values]. */
+    size_t nn = r->nquery > r->nheaders ? r->nquery : r->nheaders;
+    const char **names = malloc((nn ? nn : 1) * sizeof *names);
+    if (!names) return -1;
+    for (size_t i = 0; i < r->nquery; i++) names[i] = r->query[i].name;
+    buf_puts(b, ",\"Query\":");
+    put_grouped(b, r->query, names, r->nquery, 0);
+    for (size_t i = 0; i < r->nheaders; i++) names[i] = canonical_header(r->headers[i].name);
+    buf_puts(b, ",\"Headers\":");
+    put_grouped(b, r->headers, names, r->nheaders, 1);
+    free(names);
+    buf_puts(b, ",\"Params\":");
+    if (params) {
+        char *p = cJSON_PrintUnformatted(params);
+        if (!p) return -1;
+        buf_puts(b, p);
+        free(p);
+    } else {
+        buf_puts(b, "{}");
+    }
+    buf_puts(b, ",\"Identities\":");
+    buf_puts(b, ids);
+    /* Body only when Content-Length > 0: the host reads nothing for a chunked request. */
+    if (r->content_length > 0 && !r->body_too_large) {
+        buf_puts(b, ",\"Body\":");
+        put_body(b, r);
+    }
+    buf_putc(b, '}');
+    if (b->oom) return -1;
+    /* A path or query may carry any bytes; the host would hand over valid text. JSON's own
+     * characters are ASCII, so mending the whole text (U+FFFD for what is not UTF-8) mends
+     * each string in it. */
+    buf_t t = BUF_INIT;
+    dh_put_utf8_lossy(&t, b->data + start, b->len - start);
+    int rc = t.oom ? -1 : 0;
+    if (rc == 0 && (t.len != b->len - start || memcmp(t.data, b->data + start, t.len) != 0)) {
+        b->len = start;
+        rc = buf_append(b, t.data, t.len);
+    }
+    buf_free(&t);
+    return rc;
 }
 
 cJSON *dh_http_request_object(const dh_http_req_t *r, const cJSON *params, dh_identity_t who)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    buf_t url = BUF_INIT;
-    buf_printf(&url, "%s://%s%s%s%s", r->https ? "https" : "http", r->host, r->raw_path,
-               r->raw_query && *r->raw_query ? "?" : "", r->raw_query ? r->raw_query : "");
-    cJSON *ids = identities(who);
-    int ok = !url.oom && cJSON_AddStringToObject(o, "Url", buf_str(&url)) &&
-             cJSON_AddStringToObject(o, "Method", r->method) &&
-             cJSON_AddItemToObject(o, "Query", query_joined(r)) &&
-             cJSON_AddItemToObject(o, "Headers", headers_object(r, 1)) &&
-             cJSON_AddItemToObject(o, "Params", params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject()) &&
-             ids && cJSON_AddItemToObject(o, "Identities", ids);
-    if (!ok && ids && !cJSON_GetObjectItem(o, "Identities")) cJSON_Delete(ids);
-    buf_free(&url);
-    /* Body only when Content-Length > 0: the host reads nothing for a chunked request. */
-    if (ok && r->content_length > 0 && !r->body_too_large) ok = cJSON_AddItemToObject(o, "Body", body_value(r)) != 0;
-    /* a query or header may carry any bytes; the host would hand over valid text */
-    if (!ok || dh_json_utf8_lossy(o) != 0) { cJSON_Delete(o); return NULL; }
+    buf_t b = BUF_INIT;
+    cJSON *o = dh_http_request_text(&b, r, params, who) == 0 ? cJSON_ParseWithLength(b.data, b.len) : NULL;
+    buf_free(&b);
     return o;
 }
 
@@ -279,7 +329,7 @@ cJSON *dh_http_metadata(const dh_http_req_t *r, const cJSON *params)
         cJSON_Delete(md);
         return NULL;
     }
-    if (!cJSON_GetObjectItem(md, "Headers") && !cJSON_AddItemToObject(md, "Headers", headers_object(r, 0))) {
+    if (!cJSON_GetObjectItem(md, "Headers") && !cJSON_AddItemToObject(md, "Headers", headers_joined(r))) {
         cJSON_Delete(md);
         return NULL;
     }

@@ -27,8 +27,13 @@ typedef enum {
     DH_IDENTITY_MASTER_KEY       /* --enable-auth, the master key: auth level Admin */
 } dh_identity_t;
 
-/* Data.<req> for the request, with params (route values; may be NULL → {}). NULL when out of
- * memory. */
+/* Append Data.<req> for the request to b as JSON text, with params (route values; may be NULL
+ * → {}). Written directly rather than through a cJSON tree: this runs for every HTTP
+ * invocation and the tree cost more than the rest of the envelope. Returns 0, or -1 when out
+ * of memory. */
+int dh_http_request_text(struct buf *b, const dh_http_req_t *r, const struct cJSON *params, dh_identity_t who);
+
+/* Data.<req> as a cJSON tree (dh_http_request_text parsed). NULL when out of memory. */
 struct cJSON *dh_http_request_object(const dh_http_req_t *r, const struct cJSON *params, dh_identity_t who);
 
 /* The trigger's Metadata (without sys, which dh_invoke adds). NULL when out of memory. */

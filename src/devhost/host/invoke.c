@@ -275,8 +275,11 @@ static void run_http_function(dh_host_t *h, const dh_function_t *fn, const dh_ht
         cJSON_Delete(params);
         return;
     }
+    /* Data.req goes into the envelope as text (a raw item): nothing reads it as a tree. */
     cJSON *data = cJSON_CreateObject();
-    cJSON *req = dh_http_request_object(r, params, who);
+    buf_t text = BUF_INIT;
+    cJSON *req = dh_http_request_text(&text, r, params, who) == 0 ? cJSON_CreateRaw(buf_str(&text)) : NULL;
+    buf_free(&text);
     cJSON *md = dh_http_metadata(r, params);
     cJSON_Delete(params);
     if (!data || !req || !md || !cJSON_AddItemToObject(data, fn->trigger->name, req)) {

@@ -213,6 +213,23 @@ static int take_line(reader_t *r, char *line, size_t linelen)
     }
 }
 
+/* "HTTP/1.<minor> <status> ..." → minor and status (100-999). Returns 0, or -1 when the line is
+ * not an HTTP/1.x status line. (By hand: sscanf costs more than the rest of the reply's
+ * parsing.) */
+static int status_line(const char *h, int *minor, int *status)
+{
+    if (strncmp(h, "HTTP/1.", 7) != 0 || h[7] < '0' || h[7] > '9') return -1;
+    *minor = h[7] - '0';
+    const char *p = h + 8;
+    if (*p != ' ') return -1;
+    while (*p == ' ') p++;
+    int v = 0, digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 4; p++, digits++) v = v * 10 + (*p - '0');
+    if (digits != 3 || (*p >= '0' && *p <= '9')) return -1;
+    *status = v;
+    return v >= 100 ? 0 : -1;
+}
+
 typedef enum { RR_OK = 0, RR_TRANSPORT, RR_PROTOCOL, RR_TIMEOUT, RR_TOO_BIG } read_rc_t;
 
 /* Each thread keeps its receive buffer (16 KiB, or what a larger reply grew it to, up to
@@ -249,7 +266,7 @@ static read_rc_t read_reply(int fd, dh_answer_t *ans, int *keep, int *got)
         *end = '\0';
         r.off = (size_t)(end - r.buf) + 4;
         int minor = 0, status = 0;
-        if (sscanf(h, "HTTP/1.%d %d", &minor, &status) != 2 || status < 100 || status > 999) goto out;
+        if (status_line(h, &minor, &status) != 0) goto out;
         if (status < 200) continue;
         ans->status = status;
         long long clen = -1;
