@@ -14,6 +14,7 @@
 #include "util/log.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,30 @@ static void log_invocation(const dh_function_t *fn, const dh_invoke_result_t *ou
         if (cJSON_IsString(line)) log_info(NULL, "  %s: %s", fn->name, line->valuestring);
 }
 
+/* Each thread prints envelopes into its own buffer, reused until the thread ends, instead of
+ * cJSON_PrintUnformatted's buffer grown by doubling for every invocation (whose large reallocs
+ * also make malloc consolidate its free lists). */
+#define ENVELOPE_BUF_BYTES (16 * 1024)
+static _Thread_local char *tl_envelope;
+static pthread_key_t tl_envelope_key;
+static pthread_once_t tl_envelope_once = PTHREAD_ONCE_INIT;
+
+static void tl_envelope_init(void) { (void)pthread_key_create(&tl_envelope_key, free); }
+
+/* env as compact JSON: in this thread's buffer when it fits, else in *heap (the caller frees
+ * it). NULL when out of memory. The text is valid until this thread's next call. */
+static const char *envelope_text(const cJSON *env, char **heap)
+{
+    *heap = NULL;
+    pthread_once(&tl_envelope_once, tl_envelope_init);
+    if (!tl_envelope && (tl_envelope = malloc(ENVELOPE_BUF_BYTES)) != NULL)
+        (void)pthread_setspecific(tl_envelope_key, tl_envelope); /* freed when the thread ends */
+    /* cJSON may need up to 5 bytes more than the text it writes: keep them spare. */
+    if (tl_envelope && cJSON_PrintPreallocated((cJSON *)env, tl_envelope, ENVELOPE_BUF_BYTES - 5, 0))
+        return tl_envelope;
+    return *heap = cJSON_PrintUnformatted(env);
+}
+
 int dh_host_invoke(dh_host_t *h, const dh_function_t *fn, cJSON *data, cJSON *metadata, dh_http_resp_t *w,
                    dh_invoke_result_t *out)
 {
@@ -205,12 +230,12 @@ int dh_host_invoke(dh_host_t *h, const dh_function_t *fn, cJSON *data, cJSON *me
     if (!env) { fail(out, "out of memory"); goto done; }
     cJSON_AddItemReferenceToObject(env, "Data", data);
     cJSON_AddItemReferenceToObject(env, "Metadata", metadata);
-    body = cJSON_PrintUnformatted(env);
+    const char *text = envelope_text(env, &body);
     cJSON_Delete(env); /* references only: data and metadata are untouched */
-    if (!body) { fail(out, "out of memory"); goto done; }
+    if (!text) { fail(out, "out of memory"); goto done; }
     dh_answer_t a;
     char why[512];
-    if (dh_invoker_post(h->invoker, fn->name, out->invocation_id, body, strlen(body), &a, why, sizeof why) != 0) {
+    if (dh_invoker_post(h->invoker, fn->name, out->invocation_id, text, strlen(text), &a, why, sizeof why) != 0) {
         fail(out, "%s", why);
         goto done;
     }
