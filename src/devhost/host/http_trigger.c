@@ -216,8 +216,13 @@ int dh_http_request_text(buf_t *b, const dh_http_req_t *r, const cJSON *params, 
     /* Url: scheme, Host header, then the path and query exactly as received. */
     buf_puts(b, "{\"Url\":");
     buf_t url = BUF_INIT;
-    buf_printf(&url, "%s://%s%s%s%s", r->https ? "https" : "http", r->host, r->raw_path,
-               r->raw_query && *r->raw_query ? "?" : "", r->raw_query ? r->raw_query : "");
+    buf_puts(&url, r->https ? "https://" : "http://");
+    buf_puts(&url, r->host);
+    buf_puts(&url, r->raw_path);
+    if (r->raw_query && *r->raw_query) {
+        buf_putc(&url, '?');
+        buf_puts(&url, r->raw_query);
+    }
     if (url.oom) b->oom = 1;
     else buf_put_json_string(b, buf_str(&url));
     buf_free(&url);
