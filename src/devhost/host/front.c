@@ -176,8 +176,12 @@ static int start_request(dh_front_t *f, struct MHD_Connection *mc, rq_t *rq, con
     r->https = dh_front_https(f);
     rq->hook = find_hook(f, r->path);
     rq->limit = rq->hook ? rq->hook->max_body : f->o.max_body;
-    /* One allocation for an announced body that fits. */
-    if (r->content_length > 0 && (unsigned long long)r->content_length <= rq->limit)
+    /* One allocation for an announced body that fits; one announced larger than the limit is
+     * too large from its first byte, so none of it is kept (it is still read to its end, then
+     * refused) — rather than buffered up to the limit and dropped. */
+    if (r->content_length > 0 && (unsigned long long)r->content_length > rq->limit)
+        r->body_too_large = 1;
+    else if (r->content_length > 0)
         (void)buf_reserve(&rq->body, (size_t)r->content_length);
     return 0;
 }
