@@ -31,7 +31,7 @@ enum { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
 void jstream_init(jstream_t *js)
 {
     /* only the scalar fields: the buffers are written before they are read */
-    js->in = NULL;
+    js->in = "";   /* never NULL: finish() points raw into it, also before any feed */
     js->in_len = js->pos = 0;
     js->ended = 0;
     js->raw = NULL;
@@ -61,8 +61,8 @@ void jstream_init(jstream_t *js)
 
 void jstream_feed(jstream_t *js, const char *p, size_t n)
 {
-    js->in = p;
-    js->in_len = n;
+    js->in = p ? p : "";
+    js->in_len = p ? n : 0;
     js->pos = 0;
 }
 

@@ -347,6 +347,26 @@ static void test_chain_undoes_double_encoding(void **state)
     assert_int_equal(jchain_end(c), 0);
     assert_string_equal(l.b.data, "0S1[ 1N1 1E 0$ ");
     buf_free(&l.b);
+    /* an empty string: the inner level ends without ever being fed (found by fuzz_event_batch:
+     * its raw pointer was computed from a NULL input, undefined behaviour) */
+    l = (chain_log_t){BUF_INIT, 0, 0};
+    jchain_init(c, 2, on_chain, &l);
+    assert_int_equal(jchain_feed(c, "\"\"", 2), 0);
+    assert_int_equal(jchain_end(c), 0);
+    assert_string_equal(l.b.data, "0S1E 0$ ");
+    buf_free(&l.b);
+    jstream_t *js = malloc(sizeof *js);
+    jstream_init(js);
+    jstream_end(js);
+    assert_int_equal(jstream_next(js), JS_ERROR);
+    assert_non_null(js->raw);
+    assert_int_equal(js->raw_len, 0);
+    assert_non_null(strstr(js->error, "no JSON value"));
+    jstream_init(js);
+    jstream_feed(js, NULL, 0);
+    assert_int_equal(jstream_next(js), JS_NEED_MORE);
+    assert_non_null(js->raw);
+    free(js);
     /* beyond the last level a string is just a string */
     l = (chain_log_t){BUF_INIT, 0, 0};
     jchain_init(c, 1, on_chain, &l);
