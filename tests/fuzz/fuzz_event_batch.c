@@ -6,7 +6,16 @@
  * (device_state_to_entity, table_entity_print, device_state_from_entity) and the pushed
  * message (device_view_from_row).
  *
+ * The same body is also read as the handler reads it (protocol/server.c feeding
+ * event_trigger_reader): its raw bytes fed to the streaming decoder (tele_decoder_feed,
+ * tele_decoder_finish: batch.c, event_body.c, util/jstream.c) whole and in chunks whose sizes
+ * (0 included) come from a hash of the input, and the invariants below are checked on that
+ * batch too.
+ *
  * Invariants:
+ * - the streaming decoder's verdict and batch (every event's id, claim, sequence number,
+ *   time, reading and kept raw body) do not depend on how the body is chunked; a body
+ *   it accepts is JSON cJSON accepts; a refusal carries a reason;
  * - trust: an event with an iothub-connection-device-id belongs to exactly that device or is
  *   rejected — never to the id its payload claims; an accepted event's device id is valid;
  *   a rejected one says why; sequence numbers are used only when the partition is known;
@@ -195,12 +204,155 @@ static void fold_devices(tele_batch_t *b)
     devmap_free(m);
 }
 
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* The body through the streaming decoder as the handler feeds it: whole (split 0) or in
+ * hashed chunk sizes (split 1), each chunk an exact-size copy so that a read past it is
+ * caught. 0, or -1 with the decoder's reason in err. */
+static int stream_decode(const uint8_t *data, size_t size, int split, tele_batch_t *b, char *err, size_t errlen)
+{
+    memset(b, 0, sizeof *b);
+    tele_decoder_t *d = tele_decoder_new();
+    if (!d) abort();
+    uint64_t seed = 1469598103934665603ull;
+    for (size_t i = 0; i < size; i++) seed = (seed ^ data[i]) * 1099511628211ull;
+    seed |= 1;
+    int rc = 0;
+    size_t pos = 0;
+    do {
+        size_t n = size - pos;
+        if (split) {
+            uint64_t x = next_rand(&seed);
+            n = (x & 7) == 0 ? (size_t)(x >> 8) % 5000 : (size_t)(x >> 8) % 17;
+            if (n > size - pos) n = size - pos;
+        }
+        char *chunk = (char *)fuzz_memdup(data + pos, n);
+        rc = tele_decoder_feed(d, chunk, n);
+        free(chunk);
+        pos += n;
+    } while (rc == 0 && pos < size);
+    if (rc == 0) rc = tele_decoder_finish(d, b);
+    if (rc != 0) {
+        int oom = 0;
+        const char *why = tele_decoder_error(d, &oom);
+        FUZZ_CHECK(why && why[0], "the streaming decoder failed without a reason");
+        FUZZ_CHECK(!oom, "out of memory reported for a fuzz input: %s", why);
+        snprintf(err, errlen, "%s", why);
+    }
+    tele_decoder_free(d);
+    return rc;
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static int same_num(double a, double b)
+{
+    return a == b || (isnan(a) && isnan(b));
+}
+
+/* JSON text without the bytes <= 0x20 outside strings. */
+static void compact(const char *p, size_t n, buf_t *out)
+{
+    int in_str = 0, esc = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (in_str) {
+            if (esc) esc = 0;
+            else if (c == '\\') esc = 1;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c <= 0x20) {
+            continue;
+        }
+        if (buf_putc(out, (char)c) != 0) abort();
+    }
+}
+
+static void check_batches_equal(const tele_batch_t *a, const tele_batch_t *b)
+{
+    FUZZ_CHECK(a->n == b->n && strcmp(a->stream, b->stream) == 0 && a->seq_usable == b->seq_usable &&
+                   a->retry_count == b->retry_count && strcmp(a->stream_desc, b->stream_desc) == 0,
+               "chunked: %zu events of '%s', whole: %zu of '%s'", b->n, b->stream_desc, a->n, a->stream_desc);
+    for (size_t i = 0; i < a->n; i++) {
+        const tele_event_t *x = &a->ev[i], *y = &b->ev[i];
+        const tele_reading_t *p = &x->reading, *q = &y->reading;
+        FUZZ_CHECK(same_str(x->device_id, y->device_id) && same_str(x->system_device_id, y->system_device_id) &&
+                       x->spoofed == y->spoofed && x->rejected == y->rejected &&
+                       same_str(x->reject_reason, y->reject_reason) && x->has_seq == y->has_seq &&
+                       (!x->has_seq || x->seq == y->seq) && strcmp(x->enqueued, y->enqueued) == 0,
+                   "event %zu differs when chunked: id '%s'/'%s', rejected %d/%d", i, y->device_id, x->device_id,
+                   y->rejected, x->rejected);
+        FUZZ_CHECK(p->has == q->has && same_num(p->temperature, q->temperature) && same_num(p->humidity, q->humidity) &&
+                       same_num(p->pressure, q->pressure) && same_num(p->light, q->light) &&
+                       same_str(p->geo, q->geo) && same_str(p->message_id, q->message_id) &&
+                       same_str(p->claimed_device_id, q->claimed_device_id) && p->claimed_bad == q->claimed_bad &&
+                       p->invalid == q->invalid && strcmp(p->reason, q->reason) == 0,
+                   "event %zu: reading differs when chunked ('%s' / '%s')", i, q->reason, p->reason);
+        /* a decoded-form body (an object element) is its raw JSON text, which loses the
+         * whitespace between tokens that ends a chunk (jstream reports no raw bytes for a
+         * chunk of only whitespace): the same text once that whitespace is dropped */
+        if (x->raw_len == x->raw_total && y->raw_len == y->raw_total) {
+            buf_t cx = BUF_INIT, cy = BUF_INIT;
+            compact(x->raw, x->raw_len, &cx);
+            compact(y->raw, y->raw_len, &cy);
+            FUZZ_CHECK(cx.len == cy.len && (!cx.len || memcmp(cx.data, cy.data, cx.len) == 0),
+                       "event %zu: kept body differs when chunked: %.200s / %.200s", i, cy.data, cx.data);
+            buf_free(&cx);
+            buf_free(&cy);
+        }
+    }
+}
+
+static void check_batch(tele_batch_t *b)
+{
+    FUZZ_CHECK(strlen(b->stream) == 16, "stream id '%s'", b->stream);
+    for (size_t i = 0; i < b->n; i++) {
+        check_event(b, &b->ev[i], i);
+        FUZZ_CHECK(b->ev[i].raw_len <= TELE_RAW_KEEP && b->ev[i].raw_len <= b->ev[i].raw_total,
+                   "event %zu keeps %zu of %zu bytes", i, b->ev[i].raw_len, b->ev[i].raw_total);
+    }
+    if (b->n <= MAX_FOLD_EVENTS) fold_devices(b);
+}
+
+/* The handler's path: the raw body streamed. */
+static void check_streaming(const uint8_t *data, size_t size, int json_ok)
+{
+    tele_batch_t whole, split;
+    char err1[512] = "", err2[512] = "";
+    int rc1 = stream_decode(data, size, 0, &whole, err1, sizeof err1);
+    int rc2 = stream_decode(data, size, 1, &split, err2, sizeof err2);
+    FUZZ_CHECK(rc1 == rc2, "chunked: %d (%s), whole: %d (%s)", rc2, err2, rc1, err1);
+    if (rc1 == 0) {
+        FUZZ_CHECK(json_ok, "the streaming decoder accepts a body cJSON refuses");
+        check_batches_equal(&whole, &split);
+        check_batch(&whole);
+    }
+    /* a refusal's reason may differ: a body that is broken both in Data.events' string and in
+     * that string's JSON content is refused for whichever the chunks reveal first */
+    tele_batch_free(&whole);
+    tele_batch_free(&split);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *body = (char *)fuzz_memdup(data, size);
     const char *end = NULL;
     cJSON *req = cJSON_ParseWithLengthOpts(body, size, &end, 0);
+    int json_ok = req != NULL;
+    for (const char *p = end; req && p < body + size; p++)
+        if ((unsigned char)*p > 0x20) json_ok = 0;
     free(body);
+    check_streaming(data, size, json_ok);
     if (!req) return 0;
     invocation_t inv;
     char err[512];
@@ -211,9 +363,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const cJSON *events = cJSON_GetObjectItem(inv.data, "events");
     tele_batch_t b;
     if (tele_batch_decode(&b, events, inv.metadata, err, sizeof err) == 0) {
-        FUZZ_CHECK(strlen(b.stream) == 16, "stream id '%s'", b.stream);
-        for (size_t i = 0; i < b.n; i++) check_event(&b, &b.ev[i], i);
-        if (b.n <= MAX_FOLD_EVENTS) fold_devices(&b);
+        check_batch(&b);
     } else {
         FUZZ_CHECK(err[0], "decode failed without a reason");
     }
