@@ -595,6 +595,7 @@ int json_string_decode(const char *lit, size_t n, buf_t *out)
     if (p == end || *p++ != '"') return -1;
     /* the same rules as the tokenizer: escapes, surrogate pairs, raw bytes as they are */
     if (buf_reserve(out, (size_t)(end - p)) != 0) return -1;
+    out->data[out->len] = '\0';   /* buf_reserve does not terminate: "" appends nothing */
     for (;;) {
         const char *q = p;
         while (q < end && *q != '"' && *q != '\\') q++;
