@@ -86,4 +86,25 @@ static inline int fuzz_contains(const void *hay, size_t hlen, const void *needle
     return 0;
 }
 
+/* Chunk sizes for feeding a streaming parser: a seed hashed from the input (FNV-1a, so that a
+ * saved input replays with the same chunks), then fuzz_chunk_len gives the next size: mostly
+ * 0..small (0 included: an empty chunk), one in eight 0..4999, never more than left. */
+static inline uint64_t fuzz_chunk_seed(const uint8_t *data, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ data[i]) * 1099511628211ull;
+    return h | 1;
+}
+
+static inline size_t fuzz_chunk_len(uint64_t *seed, size_t small, size_t left)
+{
+    uint64_t x = *seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *seed = x;
+    size_t n = (x & 7) == 0 ? (size_t)(x >> 8) % 5000 : (size_t)(x >> 8) % (small + 1);
+    return n < left ? n : left;
+}
+
 #endif

@@ -204,14 +204,6 @@ static void fold_devices(tele_batch_t *b)
     devmap_free(m);
 }
 
-static uint64_t next_rand(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 /* The body through the streaming decoder as the handler feeds it: whole (split 0) or in
  * hashed chunk sizes (split 1), each chunk an exact-size copy so that a read past it is
  * caught. 0, or -1 with the decoder's reason in err. */
@@ -220,17 +212,13 @@ static int stream_decode(const uint8_t *data, size_t size, int split, tele_batch
     memset(b, 0, sizeof *b);
     tele_decoder_t *d = tele_decoder_new();
     if (!d) abort();
-    uint64_t seed = 1469598103934665603ull;
-    for (size_t i = 0; i < size; i++) seed = (seed ^ data[i]) * 1099511628211ull;
-    seed |= 1;
+    uint64_t seed = fuzz_chunk_seed(data, size);
     int rc = 0;
     size_t pos = 0;
     do {
         size_t n = size - pos;
         if (split) {
-            uint64_t x = next_rand(&seed);
-            n = (x & 7) == 0 ? (size_t)(x >> 8) % 5000 : (size_t)(x >> 8) % 17;
-            if (n > size - pos) n = size - pos;
+            n = fuzz_chunk_len(&seed, 16, size - pos);
         }
         char *chunk = (char *)fuzz_memdup(data + pos, n);
         rc = tele_decoder_feed(d, chunk, n);

@@ -152,14 +152,6 @@ static int drain(run_t *r, builder_t *bd, jstream_t *js)
     }
 }
 
-static uint64_t next_rand(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 /* Tokenize data[0..size) in chunks: mode 0 whole, 1 hashed sizes, 2 one byte each. */
 static void tokenize(const uint8_t *data, size_t size, int mode, run_t *r)
 {
@@ -168,17 +160,13 @@ static void tokenize(const uint8_t *data, size_t size, int mode, run_t *r)
     jstream_t *js = malloc(sizeof *js);
     if (!bd || !js) abort();
     jstream_init(js);
-    uint64_t seed = 1469598103934665603ull;
-    for (size_t i = 0; i < size; i++) seed = (seed ^ data[i]) * 1099511628211ull;
-    seed |= 1;
+    uint64_t seed = fuzz_chunk_seed(data, size);
     size_t pos = 0;
     int over = 0;
     while (!over && pos < size) {
         size_t n = size - pos;
         if (mode == 1) {
-            uint64_t x = next_rand(&seed);
-            n = (x & 7) == 0 ? (size_t)(x >> 8) % 5000 : (size_t)(x >> 8) % 9;   /* 0 included */
-            if (n > size - pos) n = size - pos;
+            n = fuzz_chunk_len(&seed, 8, size - pos);
         } else if (mode == 2) {
             n = 1;
         }
