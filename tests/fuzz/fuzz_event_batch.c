@@ -68,8 +68,9 @@ static void check_event(const tele_batch_t *b, const tele_event_t *e, size_t i)
             FUZZ_CHECK(strcmp(e->device_id, e->system_device_id) == 0, "event %zu of '%s' filed under '%s'", i,
                        e->system_device_id, e->device_id);
         if (e->spoofed)
-            FUZZ_CHECK(e->system_device_id && e->reading.claimed_device_id &&
-                           strcmp(e->system_device_id, e->reading.claimed_device_id) != 0,
+            /* (a claim that is no usable id is a spoof whose claim is not kept: claimed_bad) */
+            FUZZ_CHECK(e->system_device_id && (e->reading.claimed_bad || (e->reading.claimed_device_id &&
+                           strcmp(e->system_device_id, e->reading.claimed_device_id) != 0)),
                        "event %zu marked spoofed without a differing claim", i);
         if (!e->reading.invalid) {
             const tele_reading_t *r = &e->reading;
