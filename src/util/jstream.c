@@ -594,8 +594,8 @@ int json_string_decode(const char *lit, size_t n, buf_t *out)
     while (p < end && (unsigned char)*p <= 0x20) p++;
     if (p == end || *p++ != '"') return -1;
     /* the same rules as the tokenizer: escapes, surrogate pairs, raw bytes as they are */
+    /* buf_reserve leaves out terminated, so "" (nothing appended) reads back as an empty string */
     if (buf_reserve(out, (size_t)(end - p)) != 0) return -1;
-    out->data[out->len] = '\0';   /* buf_reserve does not terminate: "" appends nothing */
     for (;;) {
         const char *q = p;
         while (q < end && *q != '"' && *q != '\\') q++;
