@@ -33,9 +33,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    table_result_t res;
-    if (tc) table_delete_table(tc, tname, &res);
-    table_client_free(tc);
+    test_azurite_drop(tc, tname);
     return 0;
 }
 

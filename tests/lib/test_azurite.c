@@ -30,3 +30,11 @@ table_client_t *test_azurite_table(const char *prefix, char *tname, size_t len)
     }
     return tc;
 }
+
+void test_azurite_drop(table_client_t *tc, const char *tname)
+{
+    if (!tc) return;
+    table_result_t res;
+    table_delete_table(tc, tname, &res);
+    table_client_free(tc);
+}

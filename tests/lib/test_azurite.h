@@ -12,4 +12,7 @@
  * when the variable is not set or Azurite refuses. */
 table_client_t *test_azurite_table(const char *prefix, char *tname, size_t len);
 
+/* Undo test_azurite_table: delete the table (best effort) and free the client; tc may be NULL. */
+void test_azurite_drop(table_client_t *tc, const char *tname);
+
 #endif
