@@ -11,7 +11,7 @@
  * Invariants: reading the row, writing it and reading that again gives the same state (one
  * normalisation, then a fixed point); every string the row is written back with is valid
  * UTF-8 when the row's own strings were; the pushed object has every documented key, the
- * device id from DeviceId or RowKey, finite numbers or null, lastSeen as
+ * device id from DeviceId or the decoded RowKey (a key that decodes re-encodes to itself), finite numbers or null, lastSeen as
  * YYYY-MM-DDTHH:MM:SS[.fff]Z or null; calibration terms are taken only in pairs. */
 #include "fuzz.h"
 
@@ -21,6 +21,7 @@
 #include "azure/table.h"
 #include "azure/table_internal.h"
 #include "telemetry/calibrate.h"
+#include "telemetry/device_id.h"
 #include "telemetry/device_state.h"
 #include "telemetry/device_view.h"
 #include "util/buf.h"
@@ -60,8 +61,18 @@ static void check_view(const cJSON *row)
         FUZZ_CHECK(k, "pushed object lacks %s", keys[i]);
         FUZZ_CHECK(!cJSON_IsNumber(k) || isfinite(k->valuedouble), "%s is not finite", keys[i]);
     }
+    /* the id: DeviceId, else the RowKey decoded (device_id.h), else the RowKey as it is */
     const char *id = table_get_string(row, "DeviceId");
-    if (!id || !*id) id = table_get_string(row, "RowKey");
+    char decoded[DEVICE_ROW_KEY_MAX], again[DEVICE_ROW_KEY_MAX];
+    if (!id || !*id) {
+        id = table_get_string(row, "RowKey");
+        if (id && device_id_from_row_key(id, decoded, sizeof decoded) >= 0) {
+            /* a key that decodes is one device_row_key produces: the mapping is one-to-one */
+            FUZZ_CHECK(device_row_key(decoded, again, sizeof again) >= 0 && strcmp(again, id) == 0,
+                       "RowKey '%s' decodes to '%s', which is stored as '%s'", id, decoded, again);
+            id = decoded;
+        }
+    }
     const cJSON *did = cJSON_GetObjectItemCaseSensitive(v, "deviceId");
     FUZZ_CHECK(id && cJSON_IsString(did) && strcmp(did->valuestring, id) == 0, "deviceId is not the row's");
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(v, "lastSeen");
