@@ -477,9 +477,12 @@ test('oversize requests on devhost\'s and the handler\'s ports are refused and o
 });
 
 test('no secret appears in any log or error body of the run', async () => {
-  // make devhost flush its log (it writes every 200 ms), then look at everything it printed,
-  // the handler's lines included, and every file in the data folder that is a log
-  await new Promise((r) => setTimeout(r, 400));
+  // the last test: stop the stack, so that devhost has flushed its log (it writes every 200 ms)
+  // and printed its shutdown lines too, then look at everything it printed, the handler's lines
+  // included, and every file in the data folder that is a log
+  await client.stop();
+  const e = await s.stop();
+  assert.equal(e?.code, 0, s.dh.logs());
   const texts = [['devhost and handler output', s.dh.logs()], ['error bodies', bodies.join('\n')]];
   for (const f of fs.readdirSync(s.data, { recursive: true })) {
     if (/\.(log|txt|out)$/.test(f)) texts.push([`data/${f}`, fs.readFileSync(path.join(s.data, f), 'utf8')]);
