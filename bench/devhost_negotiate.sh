@@ -6,8 +6,8 @@
 # and the median of each is compared. Reports requests/s of both, their ratio (target >= 0.5),
 # devhost's own CPU per request from /proc/<pid>/stat (target <= 30 us; the handler under it is
 # a separate process and not counted) and the kernel's part of it, devhost's CPU divided by the
-# handler's (steadier than either on a shared machine), p99 latencies and the load average; exits 1 if a request failed
-# or a target is missed. With DEVHOST_BASE_BIN (another build of devhost, e.g. before a change)
+# handler's (steadier than either on a shared machine), p99 latencies and the load average;
+# exits 1 if a request failed or a target is missed. With DEVHOST_BASE_BIN (another build of devhost, e.g. before a change)
 # that devhost runs too, on its own port, and joins every round, so that before and after are
 # measured in the same minutes; the targets apply to DEVHOST_BIN.
 # Env: BENCH_SECONDS (5 per round), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16), BENCH_THREADS (2),
