@@ -196,6 +196,7 @@ try {
   await waitFor(delivered, { timeoutMs: 120000, intervalMs: 100, what: `${total} messages pushed` }).catch(() => { failed = true; });
   const cpu3 = cpuSeconds(pid);
   const latencies = [];
+  const afterAck = []; // the 204 / PUBACK → push part of each latency
   for (const [id, list] of recs) {
     const ps = pushes.get(id);
     let j = 0;
@@ -204,19 +205,23 @@ try {
     for (let k = 0; k < list.length; k++) {
       while (j < ps.length && ps[j].count < k + 1) j++;
       if (j < ps.length) latencies.push(ps[j].at - list[k].sent);
+      if (j < ps.length && list[k].acked > 0) afterAck.push(ps[j].at - list[k].acked);
     }
   }
   latencies.sort((a, b) => a - b);
+  afterAck.sort((a, b) => a - b);
   const valid = sender.achieved_per_s >= 0.95 * RATE;
   if (sender.refused || !valid) failed = true;
   const lat = {
     offered_per_s: RATE, achieved_per_s: sender.achieved_per_s, valid, messages: total, samples: latencies.length, sender,
-    p50_ms: pct(latencies, 50), p99_ms: pct(latencies, 99), max_ms: latencies.at(-1), devhost_cpu_us_per_msg: ((cpu3 - cpu2) * 1e6) / total,
+    p50_ms: pct(latencies, 50), p99_ms: pct(latencies, 99), max_ms: latencies.at(-1),
+    ack_to_push_p50_ms: pct(afterAck, 50), ack_to_push_p99_ms: pct(afterAck, 99), devhost_cpu_us_per_msg: ((cpu3 - cpu2) * 1e6) / total,
   };
   console.log(`2. latency at ${RATE} msgs/s (${TRANSPORT}): sender achieved ${lat.achieved_per_s.toFixed(0)}/s `
     + `(${valid ? 'valid, ≥ 95 %' : 'INVALID, < 95 % of the rate'}), ${total} messages over ${sender.connections} connections; `
     + `sent → push p50 ${lat.p50_ms.toFixed(1)} ms, p99 ${lat.p99_ms.toFixed(1)} ms, max ${(lat.max_ms ?? NaN).toFixed(1)} ms `
-    + `(${ack} p50 ${sender.ack_p50_ms.toFixed(1)} ms, p99 ${sender.ack_p99_ms.toFixed(1)} ms); ${latencies.length}/${total} delivered; `
+    + `(sent → ${ack} p50 ${sender.ack_p50_ms.toFixed(1)} ms, p99 ${sender.ack_p99_ms.toFixed(1)} ms; ${ack} → push p50 `
+    + `${lat.ack_to_push_p50_ms.toFixed(1)} ms, p99 ${lat.ack_to_push_p99_ms.toFixed(1)} ms); ${latencies.length}/${total} delivered; `
     + `devhost CPU ${lat.devhost_cpu_us_per_msg.toFixed(1)} µs/msg`);
   const rss = { idle_mib: rssIdle, now_mib: memMiB(pid, 'VmRSS'), peak_mib: memMiB(pid, 'VmHWM') };
   console.log(`devhost RSS: ${rss.idle_mib.toFixed(1)} MiB idle, ${rss.now_mib.toFixed(1)} MiB after, peak ${rss.peak_mib.toFixed(1)} MiB`);
