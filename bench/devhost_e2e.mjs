@@ -167,9 +167,9 @@ try {
     delivered_per_s: stored / deliveredSeconds, devhost_cpu_us_per_msg: ((cpu1 - cpu0) * 1e6) / stored,
     devices_without_final_push: notPushed,
   };
-  const ack = TRANSPORT === 'http' ? 'POST' : 'PUBACK';
+  const [sentName, ack] = TRANSPORT === 'http' ? ['POST', '204'] : ['PUBLISH', 'PUBACK'];
   console.log(`1. throughput (${TRANSPORT}): ${accepted} accepted, ${thr.accepted_per_s.toFixed(0)} msgs/s over ${load.seconds.toFixed(1)} s `
-    + `(${ack} p50 ${load.p50_ms.toFixed(1)} ms, p99 ${load.p99_ms.toFixed(1)} ms); ${stored} counted in DeviceState, the last push `
+    + `(${sentName} → ${ack} p50 ${load.p50_ms.toFixed(1)} ms, p99 ${load.p99_ms.toFixed(1)} ms); ${stored} counted in DeviceState, the last push `
     + `${deliveredSeconds.toFixed(1)} s after the start = ${thr.delivered_per_s.toFixed(0)} msgs/s delivered; devhost CPU `
     + `${thr.devhost_cpu_us_per_msg.toFixed(1)} µs/msg${lost ? ' — LOST OR EXTRA MESSAGES' : ''}`);
 
@@ -220,7 +220,7 @@ try {
   console.log(`2. latency at ${RATE} msgs/s (${TRANSPORT}): sender achieved ${lat.achieved_per_s.toFixed(0)}/s `
     + `(${valid ? 'valid, ≥ 95 %' : 'INVALID, < 95 % of the rate'}), ${total} messages over ${sender.connections} connections; `
     + `sent → push p50 ${lat.p50_ms.toFixed(1)} ms, p99 ${lat.p99_ms.toFixed(1)} ms, max ${(lat.max_ms ?? NaN).toFixed(1)} ms `
-    + `(sent → ${ack} p50 ${sender.ack_p50_ms.toFixed(1)} ms, p99 ${sender.ack_p99_ms.toFixed(1)} ms; ${ack} → push p50 `
+    + `(${sentName} → ${ack} p50 ${sender.ack_p50_ms.toFixed(1)} ms, p99 ${sender.ack_p99_ms.toFixed(1)} ms; ${ack} → push p50 `
     + `${lat.ack_to_push_p50_ms.toFixed(1)} ms, p99 ${lat.ack_to_push_p99_ms.toFixed(1)} ms); ${latencies.length}/${total} delivered; `
     + `devhost CPU ${lat.devhost_cpu_us_per_msg.toFixed(1)} µs/msg`);
   const rss = { idle_mib: rssIdle, now_mib: memMiB(pid, 'VmRSS'), peak_mib: memMiB(pid, 'VmHWM') };
