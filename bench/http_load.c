@@ -15,6 +15,7 @@
  * Prints one JSON object; exits 1 when a message was not answered 204. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -39,7 +40,8 @@ typedef struct hconn {
     hstate_t state;
     buf_t    out, in;
     size_t   out_off;
-    size_t   rec; /* the message in flight */
+    size_t   rec;     /* the message in flight */
+    int      in_idle; /* on the idle stack */
 } hconn_t;
 
 static struct {
@@ -58,6 +60,24 @@ static load_recs_t    recs;
 static load_lats_t    lag, answer;
 static unsigned long long refused, failed, answered;
 
+static void idle_push(hconn_t *h)
+{
+    assert(!h->in_idle && h->state == H_IDLE);
+    idle[nidle++] = (int)(h - P);
+    h->in_idle = 1;
+}
+
+/* Take h off the idle stack (the server closed an idle connection). */
+static void idle_remove(hconn_t *h)
+{
+    for (int k = 0; k < nidle; k++)
+        if (idle[k] == (int)(h - P)) {
+            idle[k] = idle[--nidle];
+            break;
+        }
+    h->in_idle = 0;
+}
+
 static void watch(hconn_t *h, int op, uint32_t ev)
 {
     struct epoll_event e = {.events = ev, .data.ptr = h};
@@ -72,6 +92,7 @@ static void hconn_close(hconn_t *h, const char *why)
         busy--;
         if (failed <= 5) fprintf(stderr, "http_load: a request failed: %s\n", why);
     }
+    if (h->in_idle) idle_remove(h);
     epoll_ctl(ep, EPOLL_CTL_DEL, h->fd, NULL);
     close(h->fd);
     h->fd = -1;
@@ -142,27 +163,19 @@ static void send_message(hconn_t *h, unsigned long long i)
 /* A connection for the next message: an idle one, else a new one while the pool allows. */
 static hconn_t *take_conn(void)
 {
-    if (nidle) return &P[idle[--nidle]];
+    if (nidle) {
+        hconn_t *h = &P[idle[--nidle]];
+        h->in_idle = 0;
+        return h;
+    }
     for (int k = 0; k < O.max_conns; k++)
         if (P[k].state == H_FREE) return hconn_open(&P[k]) == 0 ? &P[k] : NULL;
     return NULL;
 }
 
-/* Complete responses in h->in: record them; the connection goes back to the pool. */
-static void on_readable(hconn_t *h)
+/* Parse and record the answer in h->in, if it is complete. */
+static void take_answer(hconn_t *h)
 {
-    char b[16384];
-    for (;;) {
-        ssize_t r = read(h->fd, b, sizeof b);
-        if (r > 0) {
-            buf_append(&h->in, b, (size_t)r);
-            continue;
-        }
-        if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
-        hconn_close(h, r == 0 ? "connection closed by the server" : strerror(errno));
-        return;
-    }
-    if (!h->in.len) return;
     buf_append(&h->in, "", 1); /* NUL for the string functions; not counted below */
     h->in.len--;
     char *end = strstr(h->in.data, "\r\n\r\n");
@@ -197,7 +210,27 @@ static void on_readable(hconn_t *h)
     }
     buf_reset(&h->in);
     h->state = H_IDLE;
-    idle[nidle++] = (int)(h - P);
+    idle_push(h);
+}
+
+/* A complete response in h->in: record it; the connection goes back to the pool. An answer
+ * followed by the server closing the connection still counts (it is parsed before the close). */
+static void on_readable(hconn_t *h)
+{
+    char b[16384];
+    const char *gone = NULL;
+    for (;;) {
+        ssize_t r = read(h->fd, b, sizeof b);
+        if (r > 0) {
+            buf_append(&h->in, b, (size_t)r);
+            continue;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        gone = r == 0 ? "connection closed by the server" : strerror(errno);
+        break;
+    }
+    if (h->in.len) take_answer(h);
+    if (gone && h->state != H_FREE) hconn_close(h, gone);
 }
 
 static void on_event(hconn_t *h, uint32_t ev)
@@ -216,7 +249,7 @@ static void on_event(hconn_t *h, uint32_t ev)
             hconn_flush(h);
         } else {
             h->state = H_IDLE;
-            idle[nidle++] = (int)(h - P);
+            idle_push(h);
             watch(h, EPOLL_CTL_MOD, EPOLLIN);
         }
         return;
