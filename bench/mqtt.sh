@@ -14,13 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${BENCH_CONNECTIONS:-1000}
 BACKEND=${BENCH_BACKEND:-iothub}
-make --no-print-directory build/release/tests/tools/mqtt_testhub build/release/libenviromon.a >/dev/null
-mkdir -p build/release/bench
-# shellcheck disable=SC2046
-cc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -Wshadow \
-   -Wstrict-prototypes -Wmissing-prototypes -O2 -g -Isrc \
-   -o build/release/bench/mqtt_load bench/mqtt_load.c build/release/libenviromon.a \
-   $(pkg-config --libs openssl libcjson) -lpthread -lm
+make --no-print-directory build/release/tests/tools/mqtt_testhub >/dev/null
+bench/build_tool mqtt_load
 OUT=${BENCH_OUT:-$PWD/build/release/bench/mqtt.json}
 
 WORK=$(mktemp -d)

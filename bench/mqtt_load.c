@@ -3,20 +3,23 @@
  * N devices, each one MQTT 3.1.1 connection over TLS, held by one epoll thread (so the load
  * generator costs little next to the server it measures). Phases:
  *   1. connect all (at most --ramp handshakes at a time), then stay idle --idle-s seconds;
- *   2. --duration-s seconds in which every device publishes one QoS 1 message per second
- *      (phases spread over the second) and every --burst-every-s seconds --burst-devices
- *      devices each publish --burst-size messages back to back;
+ *   2. --duration-s seconds in which the devices publish QoS 1 messages: open loop at --rate
+ *      messages/s in all (default one per device per second; each device on its own fixed
+ *      schedule, phases spread over the period, whatever the PUBACKs do), or with --rate 0
+ *      closed loop, each device keeping --window messages unacknowledged (as fast as the
+ *      server goes); and every --burst-every-s seconds --burst-devices devices each publish
+ *      --burst-size messages back to back;
  *   3. wait for the outstanding PUBACKs (at most 30 s) and disconnect.
  * PUBACK latency = PUBLISH written → PUBACK read, per message. With --server-pid, the
  * server's RSS (before connecting and when idle) and CPU time (over phase 2) are read from
  * /proc. Devices come from --devices FILE (lines "id base64key"; keys never on the command
- * line); SAS tokens are made with the local IoT Hub's sas.h.
+ * line); SAS tokens are made with the local IoT Hub's sas.h. --record FILE writes one line per
+ * message (load_common.h; status 1 = PUBACK received) for bench/devhost_e2e.mjs.
  * Prints one JSON object with the results. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -29,7 +32,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "devhost/iothub/registry.h"
@@ -37,6 +39,7 @@
 #include "devhost/mqtt/mqtt_packet.h"
 #include "util/base64.h"
 #include "util/buf.h"
+#include "load_common.h"
 
 #define RING 4096 /* per connection: send times of the last RING packet ids */
 
@@ -46,110 +49,48 @@ typedef struct conn {
     int       fd;
     SSL      *ssl;
     cstate_t  state;
-    char     *id;
-    char     *user, *password;
+    int       dev;            /* index into D */
+    const char *id, *password; /* D[dev]'s */
+    char     *user;
     buf_t     out, in;
     size_t    out_off;
     unsigned  next_id;
     double    sent_at[RING];
     unsigned char burst[RING];  /* 1 when that packet id was sent in a burst */
+    unsigned  rec[RING];        /* with --record: that packet id's record */
     unsigned  inflight;
     double    next_send;
     unsigned  seq;
 } conn_t;
 
 static struct {
-    const char *host, *hub, *ca, *devices;
-    int         port, n, ramp, idle_s, duration_s, burst_every_s, burst_devices, burst_size, server_pid;
-} O = {"127.0.0.1", "enviromon", NULL, NULL, 8883, 1000, 64, 5, 30, 10, 50, 20, 0};
+    const char *host, *hub, *ca, *devices, *record;
+    int         port, n, ramp, idle_s, duration_s, burst_every_s, burst_devices, burst_size, server_pid, window;
+    double      rate; /* messages/s over all devices; < 0: one per device per second; 0: closed loop */
+} O = {"127.0.0.1", "enviromon", NULL, NULL, NULL, 8883, 1000, 64, 5, 30, 10, 50, 20, 0, 8, -1};
 
 static conn_t *C;
+static load_device_t *D;
+static load_recs_t recs;
 static int ep;
 static SSL_CTX *ctx;
-typedef struct lats {
-    double *v;
-    size_t  n, cap;
-} lats_t;
-static lats_t lat_all, lat_steady, lat_burst;
-static unsigned long long sent, acked, connect_fail, disconnected;
+static load_lats_t lat_all, lat_steady, lat_burst;
+static unsigned long long sent, acked, connect_fail, disconnected, late;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static long proc_rss_kb(int pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) kb = strtol(line + 6, NULL, 10);
-    if (f) fclose(f);
-    return kb;
-}
-
-static double proc_cpu_s(int pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    /* fields after ")": state(3) ... utime(14) stime(15) */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* A device token for 24 h, made the way the C SDK makes it (lowercase percent-encoding). */
-static char *make_sas(const char *id, const char *key_b64)
-{
-    unsigned char key[128];
-    size_t kl = strlen(key_b64);
-    long n = kl / 4 * 3 <= sizeof key ? base64_decode(key_b64, kl, key) : -1;
-    char res[512], sr[1024], tok[2048];
-    snprintf(res, sizeof res, "%s.azure-devices.net/devices/%s", O.hub, id);
-    if (n <= 0 || iothub_sas_url_encode(res, 0, sr, sizeof sr) < 0 ||
-        iothub_sas_make(sr, key, (size_t)n, (long long)time(NULL) + 24 * 3600, NULL, tok, sizeof tok) != 0)
-        return NULL;
-    return strdup(tok);
-}
-
+/* The devices of --devices, each with its MQTT user name. */
 static int load_devices(void)
 {
-    FILE *f = fopen(O.devices, "r");
-    if (!f) {
-        fprintf(stderr, "mqtt_load: cannot read %s: %s\n", O.devices, strerror(errno));
-        return -1;
-    }
+    D = load_devices_read(O.devices, O.hub, O.n);
     C = calloc((size_t)O.n, sizeof *C);
-    char id[256], key[256];
-    int i = 0;
-    while (i < O.n && fscanf(f, "%255s %255s", id, key) == 2) {
-        C[i].id = strdup(id);
-        C[i].password = make_sas(id, key);
-        if (!C[i].password) {
-            fprintf(stderr, "mqtt_load: the key of %s is not base64\n", id);
-            fclose(f);
-            return -1;
-        }
+    if (!D || !C) return -1;
+    for (int i = 0; i < O.n; i++) {
         buf_t u = BUF_INIT;
-        buf_printf(&u, "%s.azure-devices.net/%s/?api-version=2021-04-12&DeviceClientType=enviromon-bench", O.hub, id);
+        buf_printf(&u, "%s.azure-devices.net/%s/?api-version=2021-04-12&DeviceClientType=enviromon-bench", O.hub, D[i].id);
+        C[i].dev = i;
+        C[i].id = D[i].id;
+        C[i].password = D[i].sas;
         C[i].user = buf_steal(&u);
         C[i].fd = -1;
-        i++;
-    }
-    fclose(f);
-    if (i < O.n) {
-        fprintf(stderr, "mqtt_load: %s has only %d devices, %d wanted\n", O.devices, i, O.n);
-        return -1;
     }
     return 0;
 }
@@ -209,15 +150,6 @@ static void flush(conn_t *c)
     set_events(c, EPOLLIN);
 }
 
-static void lat_add(lats_t *l, double ms)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 65536;
-        l->v = realloc(l->v, l->cap * sizeof *l->v);
-    }
-    l->v[l->n++] = ms;
-}
-
 static void on_packet(conn_t *c, const mqtt_packet_t *p)
 {
     if (p->type == MQTT_CONNACK) {
@@ -229,9 +161,13 @@ static void on_packet(conn_t *c, const mqtt_packet_t *p)
         }
         c->state = C_ACTIVE;
     } else if (p->type == MQTT_PUBACK) {
-        double ms = (now_s() - c->sent_at[p->u.id % RING]) * 1000.0;
-        lat_add(&lat_all, ms);
-        lat_add(c->burst[p->u.id % RING] ? &lat_burst : &lat_steady, ms);
+        double t = load_now_s(), ms = (t - c->sent_at[p->u.id % RING]) * 1000.0;
+        load_lats_add(&lat_all, ms);
+        load_lats_add(c->burst[p->u.id % RING] ? &lat_burst : &lat_steady, ms);
+        if (O.record) {
+            recs.v[c->rec[p->u.id % RING]].acked = t;
+            recs.v[c->rec[p->u.id % RING]].status = 1;
+        }
         acked++;
         c->inflight--;
     }
@@ -327,8 +263,9 @@ static void publish_one(conn_t *c, int burst)
                       c->seq, c->id, t, 60.0 + c->seq % 20);
     mqtt_publish_t p = {{topic, strlen(topic)}, 1, 0, 0, id, (uint8_t *)body, (size_t)bl};
     mqtt_put_publish(&c->out, &p);
-    c->sent_at[id % RING] = now_s();
+    c->sent_at[id % RING] = load_now_s();
     c->burst[id % RING] = (unsigned char)burst;
+    if (O.record) c->rec[id % RING] = (unsigned)load_recs_add(&recs, c->dev, c->seq, c->sent_at[id % RING]);
     c->inflight++;
     sent++;
 }
@@ -337,17 +274,28 @@ static void pump(double until, int load, double t0)
 {
     struct epoll_event evs[256];
     double next_burst = t0 + O.burst_every_s;
-    while (now_s() < until) {
+    while (load_now_s() < until) {
         int n = epoll_wait(ep, evs, 256, 5);
         for (int i = 0; i < n; i++) on_event(evs[i].data.ptr, evs[i].events);
         if (!load) continue;
-        double t = now_s();
+        double t = load_now_s(), period = O.rate < 0 ? 1.0 : O.n / O.rate;
         for (int i = 0; i < O.n; i++) {
             conn_t *c = &C[i];
-            if (c->state != C_ACTIVE || t < c->next_send) continue;
-            publish_one(c, 0);
-            c->next_send += 1.0;
-            flush(c);
+            if (c->state != C_ACTIVE) continue;
+            int any = 0;
+            if (O.rate == 0) {
+                while (c->inflight < (unsigned)O.window) {
+                    publish_one(c, 0);
+                    any = 1;
+                }
+            } else {
+                for (; t >= c->next_send && c->next_send < until; c->next_send += period) {
+                    if (t - c->next_send > period) late++;
+                    publish_one(c, 0);
+                    any = 1;
+                }
+            }
+            if (any) flush(c);
         }
         if (O.burst_every_s > 0 && t >= next_burst) {
             for (int k = 0; k < O.burst_devices && k < O.n; k++) {
@@ -358,19 +306,6 @@ static void pump(double until, int load, double t0)
             next_burst += O.burst_every_s;
         }
     }
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(lats_t *l, double p)
-{
-    if (!l->n) return 0;
-    size_t i = (size_t)ceil(p / 100.0 * (double)l->n);
-    return l->v[i ? i - 1 : 0];
 }
 
 /* `--make-devices N DIR FILE`: register N devices bench-0001.. in the local IoT Hub of data
@@ -426,12 +361,15 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--burst-devices")) O.burst_devices = atoi(v);
         else if (!strcmp(a, "--burst-size")) O.burst_size = atoi(v);
         else if (!strcmp(a, "--server-pid")) O.server_pid = atoi(v);
+        else if (!strcmp(a, "--rate")) O.rate = atof(v);
+        else if (!strcmp(a, "--window")) O.window = atoi(v);
+        else if (!strcmp(a, "--record")) O.record = v;
         else {
             fprintf(stderr, "mqtt_load: unknown option %s\n", a);
             return 2;
         }
     }
-    if (!O.ca || !O.devices || O.n <= 0) {
+    if (!O.ca || !O.devices || O.n <= 0 || O.window <= 0 || O.window >= RING) {
         fprintf(stderr, "usage: mqtt_load --ca CA.pem --devices FILE [--connections N] [--port N] ...\n");
         return 2;
     }
@@ -450,11 +388,11 @@ int main(int argc, char **argv)
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     ep = epoll_create1(EPOLL_CLOEXEC);
 
-    long rss0 = O.server_pid ? proc_rss_kb(O.server_pid) : -1;
-    double t_conn = now_s();
+    long rss0 = O.server_pid ? load_proc_rss_kb(O.server_pid) : -1;
+    double t_conn = load_now_s();
     int started = 0;
     struct epoll_event evs[256];
-    while (now_s() - t_conn < 120) {
+    while (load_now_s() - t_conn < 120) {
         int active = 0, pending = 0;
         for (int i = 0; i < started; i++) {
             if (C[i].state == C_ACTIVE) active++;
@@ -468,37 +406,39 @@ int main(int argc, char **argv)
         int n = epoll_wait(ep, evs, 256, 10);
         for (int i = 0; i < n; i++) on_event(evs[i].data.ptr, evs[i].events);
     }
-    double connect_s = now_s() - t_conn;
+    double connect_s = load_now_s() - t_conn;
     int active = 0;
     for (int i = 0; i < O.n; i++) active += C[i].state == C_ACTIVE;
-    pump(now_s() + O.idle_s, 0, 0); /* idle: only keep the sockets */
-    long rss_idle = O.server_pid ? proc_rss_kb(O.server_pid) : -1;
+    pump(load_now_s() + O.idle_s, 0, 0); /* idle: only keep the sockets */
+    long rss_idle = O.server_pid ? load_proc_rss_kb(O.server_pid) : -1;
 
-    double cpu0 = O.server_pid ? proc_cpu_s(O.server_pid) : -1;
-    double t0 = now_s();
-    for (int i = 0; i < O.n; i++) C[i].next_send = t0 + (double)i / O.n; /* spread over the second */
+    double cpu0 = O.server_pid ? load_proc_cpu_s(O.server_pid) : -1;
+    double t0 = load_now_s(), period = O.rate <= 0 ? 1.0 : O.n / O.rate;
+    for (int i = 0; i < O.n; i++) C[i].next_send = t0 + period * i / O.n; /* spread over the period */
     pump(t0 + O.duration_s, 1, t0);
-    double t1 = now_s();
+    double t1 = load_now_s();
     unsigned long long sent_load = sent, acked_load = acked;
-    double cpu1 = O.server_pid ? proc_cpu_s(O.server_pid) : -1;
-    double drain_until = now_s() + 30;
-    while (acked < sent && now_s() < drain_until) pump(now_s() + 0.1, 0, 0);
-    long rss_load = O.server_pid ? proc_rss_kb(O.server_pid) : -1;
+    double cpu1 = O.server_pid ? load_proc_cpu_s(O.server_pid) : -1;
+    double drain_until = load_now_s() + 30;
+    while (acked < sent && load_now_s() < drain_until) pump(load_now_s() + 0.1, 0, 0);
+    long rss_load = O.server_pid ? load_proc_rss_kb(O.server_pid) : -1;
+    int rec_rc = O.record ? load_recs_write(&recs, D, O.record) : 0;
 
-    lats_t *ls[] = {&lat_all, &lat_steady, &lat_burst};
-    for (int i = 0; i < 3; i++)
-        if (ls[i]->n) qsort(ls[i]->v, ls[i]->n, sizeof *ls[i]->v, cmp);
+    load_lats_t *ls[] = {&lat_all, &lat_steady, &lat_burst};
+    for (int i = 0; i < 3; i++) load_lats_sort(ls[i]);
     printf("{\"connections\":%d,\"connected\":%d,\"connectFailures\":%llu,\"disconnected\":%llu,"
            "\"connectSeconds\":%.2f,\"durationSeconds\":%.2f,\"sent\":%llu,\"acked\":%llu,"
            "\"sentDuringLoad\":%llu,\"ackedDuringLoad\":%llu,\"ratePerSecond\":%.1f,"
+           "\"offeredPerSecond\":%.1f,\"sentPerSecond\":%.1f,\"late\":%llu,\"loadStartWallMs\":%.3f,"
            "\"pubackMs\":{\"p50\":%.2f,\"p99\":%.2f,\"max\":%.2f},"
            "\"steadyPubackMs\":{\"p50\":%.2f,\"p99\":%.2f},\"burstPubackMs\":{\"p50\":%.2f,\"p99\":%.2f},"
            "\"serverRssKb\":{\"before\":%ld,\"idle\":%ld,\"afterLoad\":%ld},"
            "\"serverCpuSeconds\":%.3f,\"serverCpuUsPerMessage\":%.1f}\n",
            O.n, active, connect_fail, disconnected, connect_s, t1 - t0, sent, acked, sent_load, acked_load,
-           t1 > t0 ? (double)acked_load / (t1 - t0) : 0.0, pct(&lat_all, 50), pct(&lat_all, 99),
-           lat_all.n ? lat_all.v[lat_all.n - 1] : 0.0, pct(&lat_steady, 50), pct(&lat_steady, 99),
-           pct(&lat_burst, 50), pct(&lat_burst, 99), rss0,
+           t1 > t0 ? (double)acked_load / (t1 - t0) : 0.0, O.rate < 0 ? (double)O.n : O.rate,
+           t1 > t0 ? (double)sent_load / (t1 - t0) : 0.0, late, load_wall_ms(t0), load_lats_pct(&lat_all, 50), load_lats_pct(&lat_all, 99),
+           load_lats_max(&lat_all), load_lats_pct(&lat_steady, 50), load_lats_pct(&lat_steady, 99),
+           load_lats_pct(&lat_burst, 50), load_lats_pct(&lat_burst, 99), rss0,
            rss_idle, rss_load, cpu1 - cpu0, acked_load ? (cpu1 - cpu0) * 1e6 / (double)acked_load : 0.0);
     for (int i = 0; i < O.n; i++) {
         if (C[i].state == C_ACTIVE) {
@@ -510,14 +450,14 @@ int main(int argc, char **argv)
         }
         if (C[i].ssl) SSL_free(C[i].ssl);
         if (C[i].fd >= 0) close(C[i].fd);
-        free(C[i].id);
         free(C[i].user);
-        free(C[i].password);
         buf_free(&C[i].out);
         buf_free(&C[i].in);
     }
     free(C);
+    load_devices_free(D, O.n);
+    free(recs.v);
     for (int i = 0; i < 3; i++) free(ls[i]->v);
     SSL_CTX_free(ctx);
-    return acked == sent && active == O.n ? 0 : 1;
+    return acked == sent && active == O.n && rec_rc == 0 ? 0 : 1;
 }
