@@ -50,6 +50,7 @@ const FAULTS = {
   },
   async handler(rig) {
     const pid = rig.handlerPid();
+    if (!pid) throw new Error('no handler process under devhost to kill');
     process.kill(pid, 'SIGKILL');
     return `handler (pid ${pid}) SIGKILLed; devhost restarts it`;
   },

@@ -6,8 +6,9 @@
 //
 // Also: what the pipeline stored, read back three ways (DeviceState rows in Azurite, the
 // partition logs by message id via tests/tools/iothub_server --dump, and the snapshot a new
-// dashboard gets), the check every fault run ends with, and /proc figures per process.
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+// dashboard gets), the check every fault run ends with, and (procfs.mjs) /proc figures per
+// process.
+import { spawn, spawnSync, execFileSync, fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,7 @@ import { makeStackApp, num } from '../js/lib/stack.mjs';
 import { startDevhost, tempDir, freePort, waitFor, repoRoot, signalrConn, EMULATOR_KEY } from '../js/lib/devhost.mjs';
 import { rowsOf } from '../js/lib/eventhub.mjs';
 import { signalR } from '../js/signalr_service_helpers.mjs';
+import { childPid, procSample, sampler } from './procfs.mjs';
 
 const build = process.env.ENVIROMON_BUILD || 'build/release';
 export const bins = {
@@ -96,11 +98,10 @@ export async function startRig({ tag = 'rel', partitions = 4, tmpfsMiB = 0, mqtt
     get dh() { return dh; },
     url: `http://127.0.0.1:${port}`,
     rows: () => rowsOf(app.conn, app.table, app.pk),
-    /** pid of the handler devhost started last. */
-    handlerPid() {
-      const m = [...dh.logs().matchAll(/started the handler \(pid (\d+)\)/g)].at(-1);
-      return m ? Number(m[1]) : 0;
-    },
+    /** pid of the handler devhost runs now: its child process named handler, from /proc. (Not
+     *  from devhost's output: that is tens of MiB by the end of a load run, and scanning it each
+     *  second blocked this process — and the SignalR client it ran — for up to 0.2 s a time.) */
+    handlerPid: () => childPid(dh.proc.pid, 'handler'),
     async restartAzurite({ downMs = 5000, signal = 'SIGKILL' } = {}) {
       await az.kill(signal);
       await sleep(downMs);
@@ -275,61 +276,25 @@ export async function signalrClient(baseUrl, { onPush } = {}) {
   return { conn, pushes, stop: () => conn.stop().catch(() => {}) };
 }
 
-/* ---- /proc figures -------------------------------------------------------------------------- */
-
-const TICK = 100; // USER_HZ
-const PAGE = 4096;
-
-/** {cpuTicks, rssKiB, fds, threads} of pid, or null when gone. */
-export function procSample(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const cpuTicks = Number(f[11]) + Number(f[12]); // utime + stime
-    const rssKiB = (Number(f[21]) * PAGE) / 1024;
-    const threads = Number(f[17]);
-    let fds = 0;
-    try { fds = fs.readdirSync(`/proc/${pid}/fd`).length; } catch { fds = -1; }
-    return { cpuTicks, rssKiB, fds, threads };
-  } catch {
-    return null;
-  }
-}
-
-/** Sample named processes every intervalMs: {stop() → {name: {cpuPct, rssMaxMiB, rssEndMiB, fdsMax, samples[]}}}. */
-export function sampler(pids, intervalMs = 1000) {
-  const series = Object.fromEntries(Object.keys(pids).map((k) => [k, []]));
-  const take = () => {
-    const t = Date.now();
-    for (const [name, pid] of Object.entries(pids)) {
-      const p = typeof pid === 'function' ? pid() : pid;
-      const s = p ? procSample(p) : null;
-      if (s) series[name].push({ t, ...s });
-    }
-  };
-  take();
-  const timer = setInterval(take, intervalMs);
+/** The same client as signalrClient, in a process of its own (signalr_receiver.mjs), recording
+ *  per pushed item whose deviceId starts with prefix its arrival − lastSeen in ms. Resolves once
+ *  connected to {pid, stop() → {lat (unsorted), eventLoopDelayMs}}. */
+export async function signalrReceiver(baseUrl, prefix) {
+  const proc = fork(path.join(path.dirname(new URL(import.meta.url).pathname), 'signalr_receiver.mjs'), [baseUrl, prefix],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(proc);
+  const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+  const first = await Promise.race([new Promise((resolve) => proc.once('message', resolve)), exited.then(() => null)]);
+  if (!first || !first.ready) throw new Error('the SignalR receiver process did not connect');
   return {
-    series,
-    stop() {
-      clearInterval(timer);
-      take();
-      const out = {};
-      for (const [name, xs] of Object.entries(series)) {
-        if (xs.length < 2) continue;
-        const a = xs[0];
-        const b = xs.at(-1);
-        out[name] = {
-          cpuPct: Math.round((((b.cpuTicks - a.cpuTicks) / TICK) / ((b.t - a.t) / 1000)) * 1000) / 10,
-          rssMaxMiB: Math.round(Math.max(...xs.map((x) => x.rssKiB)) / 102.4) / 10,
-          rssStartMiB: Math.round(a.rssKiB / 102.4) / 10,
-          rssEndMiB: Math.round(b.rssKiB / 102.4) / 10,
-          fdsStart: a.fds,
-          fdsMax: Math.max(...xs.map((x) => x.fds)),
-          fdsEnd: b.fds,
-        };
-      }
-      return out;
+    pid: proc.pid,
+    async stop() {
+      const answer = new Promise((resolve) => proc.once('message', resolve));
+      proc.send({ stop: true });
+      const r = await Promise.race([answer, exited.then(() => null)]);
+      await exited;
+      if (!r) throw new Error('the SignalR receiver process exited without its figures');
+      return r;
     },
   };
 }
@@ -342,4 +307,4 @@ export function pct(sorted, p) {
 
 export const machine = () => `${os.cpus().length} × ${os.cpus()[0]?.model?.trim()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`;
 
-export { num, waitFor, EMULATOR_KEY };
+export { num, waitFor, EMULATOR_KEY, procSample, sampler };
