@@ -11,8 +11,9 @@
  * Invariants: reading the row, writing it and reading that again gives the same state (one
  * normalisation, then a fixed point); every string the row is written back with is valid
  * UTF-8 when the row's own strings were; the pushed object has every documented key, the
- * device id from DeviceId or the decoded RowKey (a key that decodes re-encodes to itself), finite numbers or null, lastSeen as
- * YYYY-MM-DDTHH:MM:SS[.fff]Z or null; calibration terms are taken only in pairs. */
+ * device id from DeviceId or the decoded RowKey (a key that decodes re-encodes to itself),
+ * finite numbers or null, lastSeen as YYYY-MM-DDTHH:MM:SS[.fff]Z or null; calibration terms
+ * are taken only in pairs. */
 #include "fuzz.h"
 
 #include <cjson/cJSON.h>
