@@ -7,7 +7,8 @@
 //     0.2 s a time by the end of a run;
 //   - signalrReceiver: the load run's SignalR client in a process of its own (so that the
 //     driver's work is not counted as pipeline latency) receives the pushes and reports, per
-//     pushed item of its devices, arrival − lastSeen.
+//     pushed item of its devices, arrival − lastSeen, and which devices it counted (another
+//     device's pushes, seen arriving, are left out).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { runSimulator } from './lib/simulator.mjs';
@@ -55,10 +56,14 @@ test('signalrReceiver: a SignalR client in its own process reports arrival − l
       '--endpoint', s.dh.url, '--count', '1', '--seed', '7', '--json', '--quiet']);
     assert.equal(other.code, 0, other.stderr);
     await s.waitRow('rigother-1', (x) => num(x.Count) + num(x.InvalidCount) === 1);
+    // the other device's push reached the receiver (so the filter below was exercised)
+    await waitFor(async () => (await recv.peek()).ignored >= 1, { timeoutMs: 10000, what: "the other device's push at the receiver" });
   } finally {
     r = await recv.stop();
   }
   // every accepted batch pushes its devices once: at least one push per device, at most one per message
+  assert.deepEqual(r.devices, ['rigrecv-1', 'rigrecv-2'], 'only the prefix\'s devices are counted');
+  assert.ok(r.ignored >= 1, `other devices' items ignored: ${r.ignored}`);
   assert.ok(r.lat.length >= 2 && r.lat.length <= 10, `pushes counted: ${r.lat.length}`);
   for (const ms of r.lat) assert.ok(Number.isFinite(ms) && ms >= 0 && ms < 60000, `latency ${ms} ms`);
   assert.ok(Number.isFinite(r.eventLoopDelayMs.max), JSON.stringify(r.eventLoopDelayMs));

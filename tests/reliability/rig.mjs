@@ -288,6 +288,14 @@ export async function signalrReceiver(baseUrl, prefix) {
   if (!first || !first.ready) throw new Error('the SignalR receiver process did not connect');
   return {
     pid: proc.pid,
+    /** {counted, ignored} so far: pushed items of the prefix's devices and of others. */
+    async peek() {
+      const answer = new Promise((resolve) => proc.once('message', resolve));
+      proc.send({ peek: true });
+      const r = await Promise.race([answer, exited.then(() => null)]);
+      if (!r) throw new Error('the SignalR receiver process exited');
+      return r;
+    },
     async stop() {
       const answer = new Promise((resolve) => proc.once('message', resolve));
       proc.send({ stop: true });
