@@ -19,7 +19,10 @@
 // session, or a working directory inside the clone) and every port is free again; a second make
 // run on the kept data starts cleanly and the devices' counts continue from where they were.
 // Also: a make run on ports another one holds is refused at once, naming each port and the
-// variable that moves it; `make run DEVICES=0` starts the stack without the simulator.
+// variable that moves it; `make run DEVICES=0` starts the stack without the simulator;
+// `make run FUNCTIONS_HOST=func` runs `func start` (Core Tools cannot be installed here, so a
+// `func` on PATH stands in for it by running `devhost start`, which reads the same files) beside a
+// `devhost signalr` it starts itself, and stops them both.
 // Output, logs and screenshots: build/test-output/make-run/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -102,13 +105,13 @@ function makeClone() {
 }
 
 /** `make run` in the clone, in a new session and process group (as a terminal's foreground job). */
-function startMakeRun(tag, vars = {}) {
+function startMakeRun(tag, vars = {}, extraEnv = {}) {
   const file = path.join(OUT, `${tag}.log`);
   const out = fs.openSync(file, 'w');
   const args = ['run', `DEVICES=${DEVICES.length}`, `PORT=${ports.http}`, `MQTT_PORT=${ports.mqtt}`,
     `SIGNALR_PORT=${ports.signalr}`, `BLOB_PORT=${ports.blob}`, `QUEUE_PORT=${ports.queue}`,
     `TABLE_PORT=${ports.table}`, 'INTERVAL=1', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`)];
-  const env = { ...process.env };
+  const env = { ...process.env, ...extraEnv };
   for (const k of ['MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'MAKEOVERRIDES']) delete env[k];
   const started = Date.now();
   const proc = spawn('make', args, { cwd: clone, env, detached: true, stdio: ['ignore', out, out] });
@@ -273,7 +276,9 @@ test('make run from a clean clone: devices on the dashboard, Ctrl-C stops everyt
   expectLine(clash, /choose another port: make run PORT=<port>/);
   for (const v of ['MQTT_PORT', 'SIGNALR_PORT', 'BLOB_PORT', 'QUEUE_PORT', 'TABLE_PORT']) expectLine(clash, new RegExp(`make run ${v}=<port>`));
   expectLine(clash, /^(azurite|devhost|simulator) *\||make run: \[2\//m, false);
-  assert.deepEqual(leftovers(clash).filter((l) => !leftovers(first).includes(l)), [], 'the refused run left nothing running');
+  // (by pid: a line also shows the process's state, which changes between two looks)
+  const firstPids = new Set(leftovers(first).map((l) => l.split(' ')[0]));
+  assert.deepEqual(leftovers(clash).filter((l) => !firstPids.has(l.split(' ')[0])), [], 'the refused run left nothing running');
   // Enough messages that a second run starting from empty storage could not reach these counts
   // before the test's first look at it.
   const seen = await waitDevices(first, KEPT_MIN, 60000);
@@ -319,4 +324,51 @@ test('make run from a clean clone: devices on the dashboard, Ctrl-C stops everyt
   }
   expectLine(third, /^simulator\|/m, false);
   await ctrlC(third, { simulator: false });
+});
+
+test('make run FUNCTIONS_HOST=func: func start on PORT beside its own devhost signalr, no simulator; Ctrl-C stops them', async () => {
+  // Core Tools' `func` cannot be installed here: a `func` on PATH stands in for it. It records how
+  // make run called it and runs devhost start, the local stand-in for `func start`, with the
+  // arguments given (no MQTT endpoint: func start has no IoT Hub). Whether the real `func start`
+  // behaves as devhost does is out of this test's reach; what is checked is make run's side.
+  const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'enviromon-func-'));
+  const argsFile = path.join(bin, 'args');
+  fs.writeFileSync(path.join(bin, 'func'), `#!/bin/sh
+printf '%s\\n' "$*" > '${argsFile}'
+[ "$1" = start ] || { echo "func stand-in: only 'func start'" >&2; exit 2; }
+shift
+exec ./devhost start --no-mqtt "$@"
+`, { mode: 0o755 });
+  try {
+    const run = startMakeRun('func', { FUNCTIONS_HOST: 'func' }, { PATH: `${bin}:${process.env.PATH}` });
+    await waitFor(() => /Ctrl-C stops everything\./.test(run.text()), { timeoutMs: 180000, what: 'the func run\'s banner', run });
+    assert.equal(fs.readFileSync(argsFile, 'utf8').trim(), `start --port ${ports.http}`, 'make run called func start with the port');
+    expectLine(run, /make run: \[1\/4\] ports free/);
+    expectLine(run, /make run: \[2\/4\] Azurite \(storage\) ready/);
+    expectLine(run, new RegExp(`make run: \\[3/4\\] local SignalR Service \\(devhost signalr\\) ready on ${ports.signalr}`));
+    expectLine(run, /make run: \[4\/4\] func start ready/);
+    expectLine(run, /Enviromon is running \(func start\)\./);
+    expectLine(run, /Simulator +none: func start has no local IoT Hub/);
+    expectLine(run, /^simulator\|/m, false);
+    // The functions answer on PORT, with the SignalR Service make run started (not one in func's process).
+    const neg = await fetch(`http://127.0.0.1:${ports.http}/api/negotiate?negotiateVersion=1`, { method: 'POST', signal: AbortSignal.timeout(5000) });
+    assert.equal(neg.status, 200);
+    const info = await neg.json();
+    assert.match(info.url, new RegExp(`^http://localhost:${ports.signalr}/client/\\?hub=`), JSON.stringify(info));
+    expectLine(run, /runs the local SignalR Service in-process/, false);
+    const rows = await deviceState();
+    assert.ok(rows && DEVICES.every((id) => rows.some((d) => d.deviceId === id)), 'GetDeviceState reads the kept storage');
+
+    process.kill(-run.proc.pid, 'SIGINT');
+    const exit = await Promise.race([run.exited, sleep(60000).then(() => null)]);
+    assert.ok(exit, `make run did not exit within 60 s of SIGINT\n${run.tail()}`);
+    expectLine(run, /make run: stopping func signalr azurite/);
+    expectLine(run, /make run: stopped; data kept in \.devhost\//);
+    expectLine(run, /did not stop after/, false);
+    const left = leftovers(run);
+    assert.deepEqual(left, [], `processes left behind by make run:\n${left.join('\n')}`);
+    for (const [name, port] of Object.entries(ports)) assert.ok(await portFree(port), `port ${port} (${name}) is still taken after make run stopped`);
+  } finally {
+    fs.rmSync(bin, { recursive: true, force: true });
+  }
 });
