@@ -189,9 +189,10 @@ test('the largest batch the host sends under host.json is accepted, in small mem
   const hwm = procStatusKiB(h.proc.pid, 'VmHWM') / 1024;
   console.log(`# ${n} events, ${(size / 1048576).toFixed(1)} MiB body: handler peak RSS ${hwm.toFixed(1)} MiB`);
   if (!INSTRUMENTED) assert.ok(hwm < 64, `peak RSS ${hwm} MiB`);
-  const row = (await rowsOf(CONN, 'DeviceState', pk))['big-7'];
+  // the last event's row (under valgrind the batch is only 4 events)
+  const row = (await rowsOf(CONN, 'DeviceState', pk))[`big-${n - 1}`];
   assert.equal(row.Celsius, 20);
-  assert.equal(row.Id, 'm7');
+  assert.equal(row.Id, `m${n - 1}`);
 });
 
 test('thirty 256 KiB array bodies, six invocations at once: small peak, memory given back when idle', async () => {

@@ -8,7 +8,9 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -576,6 +578,59 @@ static void test_keys(void **st)
     rmdir(dir);
 }
 
+struct keys_race { const char *dir; dh_keys_t k; int rc; };
+
+static void *keys_race_thread(void *arg)
+{
+    struct keys_race *r = arg;
+    char err[300];
+    r->rc = dh_keys_load_or_create(r->dir, &r->k, err, sizeof err);
+    return NULL;
+}
+
+/* Devhosts starting at once on one data folder (threads here): all get the same keys, one of
+ * them created them, and nothing but keys.json is left in the folder — a reader never sees a
+ * partly written file because the file appears in one step, whole. */
+static void test_keys_created_once_whole(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/dh-keysrace-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    enum { N = 8 };
+    struct keys_race r[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        r[i].dir = dir;
+        assert_int_equal(pthread_create(&t[i], NULL, keys_race_thread, &r[i]), 0);
+    }
+    int created = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(r[i].rc, 0);
+        created += r[i].k.created;
+        assert_string_equal(r[i].k.function_key, r[0].k.function_key);
+        assert_string_equal(r[i].k.master_key, r[0].k.master_key);
+    }
+    assert_int_equal(created, 1);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int files = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        assert_string_equal(e->d_name, DH_KEYS_FILE);
+        files++;
+    }
+    closedir(d);
+    assert_int_equal(files, 1);
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, DH_KEYS_FILE);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_static_paths(void **st)
 {
     (void)st;
@@ -652,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_http_output),
         cmocka_unit_test(test_wire_and_numbers),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_keys_created_once_whole),
         cmocka_unit_test(test_static_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

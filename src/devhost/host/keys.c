@@ -2,8 +2,10 @@
 #include "devhost/host/keys.h"
 
 #include "devhost/host/json_file.h"
+#include "devhost/iothub/fsutil.h"
 #include "util/log.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +46,42 @@ static int key_ok(const cJSON *v)
     return n >= 16 && n < 64;
 }
 
+/* Make path hold text[0..n) whole or not at all: written to a private temporary file, synced,
+ * then hard-linked into place. A reader (another devhost, a script waiting for the keys) never
+ * sees an empty or half-written keys.json, a crash never leaves one that would stop the next
+ * start, and link(2), unlike rename(2), fails when path already exists, so of two devhosts
+ * starting on one data folder the first one's keys stand. Returns 0, 1 when path already
+ * existed (nothing written), or -1 (err set). */
+static int keys_publish(const char *data_dir, const char *path, const char *text, size_t n, char *err,
+                        size_t errlen)
+{
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int fd = mkstemp(tmp); /* mode 0600, a name no one else has */
+    if (fd >= 0) (void)fcntl(fd, F_SETFD, FD_CLOEXEC); /* not inherited by the handler */
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    int ok = iothub_fs_write_all(fd, text, n) == 0 && fsync(fd) == 0;
+    int saved = errno;
+    ok = close(fd) == 0 && ok;
+    if (!ok) {
+        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(saved));
+        unlink(tmp);
+        return -1;
+    }
+    int linked = link(tmp, path);
+    saved = errno;
+    unlink(tmp);
+    if (linked != 0) {
+        if (saved == EEXIST) return 1;
+        snprintf(err, errlen, "cannot create %s: %s", path, strerror(saved));
+        return -1;
+    }
+    return iothub_fs_sync_dir(data_dir, err, errlen) == 0 ? 0 : -1;
+}
+
 int dh_keys_load_or_create(const char *data_dir, dh_keys_t *k, char *err, size_t errlen)
 {
     memset(k, 0, sizeof *k);
@@ -79,21 +117,13 @@ int dh_keys_load_or_create(const char *data_dir, dh_keys_t *k, char *err, size_t
         snprintf(err, errlen, "no randomness available to generate keys");
         return -1;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-        return -1;
-    }
     char text[256];
     int n = snprintf(text, sizeof text, "{\n  \"functionKey\": \"%s\",\n  \"masterKey\": \"%s\"\n}\n",
                      k->function_key, k->master_key);
-    int ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        unlink(path);
-        return -1;
-    }
+    assert(n > 0 && (size_t)n < sizeof text);
+    int rc = keys_publish(data_dir, path, text, (size_t)n, err, errlen);
+    if (rc < 0) return -1;
+    if (rc == 1) return dh_keys_load_or_create(data_dir, k, err, errlen); /* another devhost won */
     k->created = 1;
     return 0;
 }
