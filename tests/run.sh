@@ -6,7 +6,8 @@
 #      which start ./handler (and later ./devhost) themselves on free ports;
 #   3. stops Azurite. Any failure makes the script exit non-zero.
 # Usage: tests/run.sh BUILD_DIR   (e.g. build/release or build/asan)
-# Env: VALGRIND=1 runs C binaries under valgrind (leaks are errors);
+# Env: VALGRIND=1 runs C binaries under valgrind (leaks are errors; room for the slow-drip
+#      tests' thousand connection threads, above valgrind's default of 500);
 #      TEST_FILTER=substr runs only tests whose file name contains substr.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ export HANDLER_BIN="$PWD/$BUILD/handler"
 [ -x "$BUILD/simulator" ] && export SIMULATOR_BIN="$PWD/$BUILD/simulator"
 export ENVIROMON_TEST_TOOLS="$PWD/$BUILD/tests/tools"
 if [ "${VALGRIND:-}" = 1 ]; then
-  export ENVIROMON_WRAPPER="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
+  export ENVIROMON_WRAPPER="valgrind -q --max-threads=4000 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
 fi
 WRAP=${ENVIROMON_WRAPPER:-}
 filter=${TEST_FILTER:-}
