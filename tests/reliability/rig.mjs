@@ -12,6 +12,7 @@ import { spawn, spawnSync, execFileSync, fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { startAzurite } from '../js/lib/azurite.mjs';
 import { makeStackApp, num } from '../js/lib/stack.mjs';
 import { startDevhost, tempDir, freePort, waitFor, repoRoot, signalrConn, EMULATOR_KEY } from '../js/lib/devhost.mjs';
@@ -73,6 +74,14 @@ export async function startRig({ tag = 'rel', partitions = 4, tmpfsMiB = 0, mqtt
   let unmount = null;
   const port = await freePort();
   const mqttPort = mqtt ? await freePort() : 0;
+  // Each devhost run's whole output goes to a file in the work folder (not the data folder, which
+  // may be a small tmpfs); in memory only a bounded part: an hour's soak writes more than a
+  // JavaScript string can hold.
+  const logFiles = [];
+  const devhostLog = () => {
+    logFiles.push(path.join(work, `devhost-${logFiles.length + 1}.log`));
+    return { logFile: logFiles.at(-1), keepLogBytes: 32 * 2 ** 20 };
+  };
   const dhArgs = ['--partitions', String(partitions), ...(mqtt ? ['--mqtt-port', String(mqttPort)] : ['--no-mqtt'])];
   try {
     az = await startAzurite({ location: azDir });
@@ -80,7 +89,7 @@ export async function startRig({ tag = 'rel', partitions = 4, tmpfsMiB = 0, mqtt
     app = await makeStackApp({ tag, conn: az.connection });
     sr = await startSignalr(app.srPort);
     unmount = tmpfsMiB ? mountTmpfs(data, tmpfsMiB) : null;
-    dh = await startDevhost(app.root, { port, data, args: dhArgs, readyTimeoutMs: 60000 });
+    dh = await startDevhost(app.root, { port, data, args: dhArgs, readyTimeoutMs: 60000, ...devhostLog() });
     children.add(dh.proc);
   } catch (e) {
     await sr?.kill('SIGKILL');
@@ -118,11 +127,22 @@ export async function startRig({ tag = 'rel', partitions = 4, tmpfsMiB = 0, mqtt
       await dh.stop(signal);
     },
     async startDevhost() {
-      dh = await startDevhost(app.root, { port, data, args: dhArgs, readyTimeoutMs: 60000 });
+      dh = await startDevhost(app.root, { port, data, args: dhArgs, readyTimeoutMs: 60000, ...devhostLog() });
       children.add(dh.proc);
     },
-    /** Every devhost output so far, restarts included. */
+    /** Every devhost output so far, restarts included (of a long run, its start and its latest
+     *  tens of MiB; countInDevhostLogs reads all of it). */
     allDevhostLogs: () => [...dhLogs, dh.logs()].join('\n'),
+    /** How many lines of every devhost run's whole output (the log files) match re. */
+    async countInDevhostLogs(re) {
+      let n = 0;
+      for (const f of logFiles) {
+        if (!fs.existsSync(f)) continue;
+        const lines = readline.createInterface({ input: fs.createReadStream(f), crlfDelay: Infinity });
+        for await (const line of lines) if (re.test(line)) n++;
+      }
+      return n;
+    },
     async stop() {
       dhLogs.push(dh.logs());
       const e = await dh.stop('SIGINT');

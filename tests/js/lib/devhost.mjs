@@ -121,10 +121,14 @@ const withMqttPort = (args) => (args.includes('--mqtt-port') || args.includes('-
 /**
  * Start `devhost start` for a script root. args: extra arguments; port: the front port (a free
  * one when omitted); data: --data DIR (a new temp dir when omitted); ready: wait for Running.
+ * Its output is kept in memory for logs(); long runs (the soak writes hundreds of MiB) pass
+ * logFile, which receives all of it, and keepLogBytes, which bounds what stays in memory: the
+ * first 256 KiB (the start-up lines) and the latest keepLogBytes / 2 or more.
  * Returns {port, url, data, proc, logs(), exited (promise), exitInfo(), stop(signal), status(),
  * mqttPort() (waits for the MQTT endpoint's start line), ca (data/ca.pem)}.
  */
-export async function startDevhost(root, { args = [], port, data, env = {}, ready = true, readyTimeoutMs = 30000 } = {}) {
+export async function startDevhost(root, { args = [], port, data, env = {}, ready = true, readyTimeoutMs = 30000,
+  logFile, keepLogBytes = Infinity } = {}) {
   port = port ?? await freePort();
   data = data ?? tempDir('data');
   const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
@@ -132,11 +136,25 @@ export async function startDevhost(root, { args = [], port, data, env = {}, read
   const cmd = wrapper.length ? wrapper[0] : devhostBin;
   const fullArgs = wrapper.length ? [...wrapper.slice(1), devhostBin, ...argv] : argv;
   const proc = spawn(cmd, fullArgs, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (d) => { out += d; });
-  proc.stderr.on('data', (d) => { out += d; });
+  const sink = logFile ? fs.createWriteStream(logFile, { flags: 'a' }) : null;
+  let head = '', out = '', dropped = 0, trimmed = false;
+  const keep = (d) => {
+    sink?.write(d);
+    out += d;
+    if (out.length <= keepLogBytes) return;
+    if (!trimmed) { trimmed = true; head = out.slice(0, 256 * 1024); out = out.slice(head.length); }
+    const cut = Math.max(0, out.length - Math.floor(keepLogBytes / 2));
+    dropped += cut;
+    out = out.slice(cut);
+  };
+  const logs = () => (trimmed ? `${head}\n[... ${dropped} characters of output not kept in memory${logFile ? `; all of it is in ${logFile}` : ''} ...]\n${out}` : out);
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
   let exitInfo = null;
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => { exitInfo = { code, signal }; resolve(exitInfo); }));
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => {
+    exitInfo = { code, signal };
+    if (sink) sink.end(() => resolve(exitInfo)); else resolve(exitInfo);
+  }));
   const tls = args.includes('--tls');
   const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const status = async () => {
@@ -147,20 +165,20 @@ export async function startDevhost(root, { args = [], port, data, env = {}, read
   if (ready) {
     const deadline = Date.now() + readyTimeoutMs;
     for (;;) {
-      if (exitInfo) throw new Error(`devhost exited early (${JSON.stringify(exitInfo)}):\n${out}`);
+      if (exitInfo) throw new Error(`devhost exited early (${JSON.stringify(exitInfo)}):\n${logs()}`);
       const s = await status().catch(() => null);
       if (s && s.state === 'Running') break;
-      if (Date.now() > deadline) throw new Error(`devhost on ${port} was not Running after ${readyTimeoutMs} ms:\n${out}`);
+      if (Date.now() > deadline) throw new Error(`devhost on ${port} was not Running after ${readyTimeoutMs} ms:\n${logs()}`);
       await new Promise((r) => setTimeout(r, 25));
     }
   }
   return {
     port, url, data, proc, exited,
-    logs: () => out,
+    logs,
     /** Wait until the log matches re (devhost writes its stdout every 200 ms). */
     async waitLog(re, timeoutMs = 5000) {
-      await waitFor(() => re.test(out), { timeoutMs, what: `a log line matching ${re}` }).catch((e) => {
-        throw new Error(`${e.message}\n${out}`);
+      await waitFor(() => re.test(logs()), { timeoutMs, what: `a log line matching ${re}` }).catch((e) => {
+        throw new Error(`${e.message}\n${logs()}`);
       });
     },
     exitInfo: () => exitInfo,
@@ -169,7 +187,7 @@ export async function startDevhost(root, { args = [], port, data, env = {}, read
     async mqttPort(timeoutMs = 10000) {
       const re = /IoT Hub MQTT: mqtts:\/\/localhost:(\d+)/;
       await this.waitLog(re, timeoutMs);
-      return Number(re.exec(out)[1]);
+      return Number(re.exec(logs())[1]);
     },
     async stop(signal = 'SIGTERM') {
       if (!exitInfo) proc.kill(signal);
