@@ -17,8 +17,13 @@ export HANDLER_BIN="$PWD/$BUILD/handler"
 [ -x "$BUILD/devhost" ] && export DEVHOST_BIN="$PWD/$BUILD/devhost"
 [ -x "$BUILD/simulator" ] && export SIMULATOR_BIN="$PWD/$BUILD/simulator"
 export ENVIROMON_TEST_TOOLS="$PWD/$BUILD/tests/tools"
+VG_DIR=""
 if [ "${VALGRIND:-}" = 1 ]; then
-  export ENVIROMON_WRAPPER="valgrind -q --max-threads=4000 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
+  # Each process's report goes to a file of its own: the Node tests start devhost, the handler
+  # and the simulator under the wrapper and do not look at valgrind's exit code, so the files are
+  # what tells; with -q valgrind writes only errors, and any non-empty file fails the run below.
+  VG_DIR=$(mktemp -d)
+  export ENVIROMON_WRAPPER="valgrind -q --log-file=$VG_DIR/%p.log --max-threads=4000 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
 fi
 WRAP=${ENVIROMON_WRAPPER:-}
 filter=${TEST_FILTER:-}
@@ -40,6 +45,7 @@ AZ_DIR=$(mktemp -d)
 cleanup() {
   if [ -n "$AZ_PID" ]; then kill "$AZ_PID" 2>/dev/null; wait "$AZ_PID" 2>/dev/null; fi
   rm -rf "$AZ_DIR"
+  [ -n "$VG_DIR" ] && rm -rf "$VG_DIR"
 }
 trap cleanup EXIT
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
@@ -68,6 +74,15 @@ done
 if [ ${#js[@]} -gt 0 ]; then
   echo "== node --test (${#js[@]} files)"
   if node --test --test-concurrency=1 --test-timeout=300000 "${js[@]}"; then passed=$((passed + 1)); else failed+=("node tests"); fi
+fi
+
+if [ -n "$VG_DIR" ]; then
+  reports=$(find "$VG_DIR" -type f -size +0c | sort)
+  for f in $reports; do
+    echo "== valgrind report of process $(basename "$f" .log):"
+    head -n 200 "$f"
+  done
+  [ -n "$reports" ] && failed+=("valgrind reports ($(echo "$reports" | wc -l) processes)")
 fi
 
 echo
