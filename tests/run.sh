@@ -73,7 +73,10 @@ for f in tests/js/*.test.mjs; do
 done
 if [ ${#js[@]} -gt 0 ]; then
   echo "== node --test (${#js[@]} files)"
-  if node --test --test-concurrency=1 --test-timeout=300000 "${js[@]}"; then passed=$((passed + 1)); else failed+=("node tests"); fi
+  # 5 min a test file; under valgrind everything runs 10-50 times slower, so 20 min
+  timeout_ms=300000
+  [ -n "$VG_DIR" ] && timeout_ms=1200000
+  if node --test --test-concurrency=1 --test-timeout=$timeout_ms "${js[@]}"; then passed=$((passed + 1)); else failed+=("node tests"); fi
 fi
 
 if [ -n "$VG_DIR" ]; then
