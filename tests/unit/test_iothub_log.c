@@ -20,6 +20,7 @@
 
 #include "devhost/iothub/checkpoint.h"
 #include "devhost/iothub/d2c.h"
+#include "devhost/iothub/fsutil.h"
 #include "devhost/iothub/hub.h"
 #include "devhost/iothub/partlog.h"
 #include "devhost/iothub/sas.h"
@@ -555,6 +556,57 @@ static void test_hub_open_and_auth(void **state)
     iothub_close(h);
 }
 
+/* The live view sees every change on the very next lookup (same thread, no wait): an add, a
+ * re-key, a removal, a removal and re-add, and an edit of the file in place; files of other
+ * names in the folder (a writer's temporary file) do not make it reload. */
+static void test_registry_live_view_at_once(void **state)
+{
+    (void)state;
+    char dir[128], err[512], path[256];
+    snprintf(dir, sizeof dir, "%s/iothub", g_dir);
+    snprintf(path, sizeof path, "%s/devices.json", dir);
+    assert_int_equal(iothub_fs_mkdirs(dir, 0700, err, sizeof err), 0);
+    iothub_registry_t *r = iothub_registry_open(dir, err, sizeof err);
+    assert_non_null(r);
+    iothub_device_t d, got;
+    assert_int_equal(iothub_registry_lookup(r, "a", &got), 0);
+    assert_int_equal(iothub_registry_add(dir, "a", &d, err, sizeof err), IOTHUB_REG_OK);
+    assert_int_equal(iothub_registry_lookup(r, "a", &got), 1);
+    assert_string_equal(got.primary, d.primary);
+    assert_int_equal(iothub_registry_regenerate(dir, "a", 0, &d, err, sizeof err), IOTHUB_REG_OK);
+    assert_int_equal(iothub_registry_lookup(r, "a", &got), 1);
+    assert_string_equal(got.primary, d.primary);
+    char gen[24];
+    snprintf(gen, sizeof gen, "%s", d.generation_id);
+    assert_int_equal(iothub_registry_remove(dir, "a", err, sizeof err), IOTHUB_REG_OK);
+    assert_int_equal(iothub_registry_lookup(r, "a", &got), 0);
+    /* removed and added again within one tick of the clock: a new file, a new generation */
+    assert_int_equal(iothub_registry_add(dir, "a", &d, err, sizeof err), IOTHUB_REG_OK);
+    assert_int_equal(iothub_registry_lookup(r, "a", &got), 1);
+    assert_string_equal(got.generation_id, d.generation_id);
+    /* another file in the folder: the view stays as it is */
+    char other[256];
+    snprintf(other, sizeof other, "%s/devices.json.tmp.1", dir);
+    FILE *f = fopen(other, "w");
+    assert_non_null(f);
+    fputs("not a registry", f);
+    fclose(f);
+    assert_int_equal(iothub_registry_count(r), 1);
+    /* the file edited in place (same inode): the next lookup reloads it */
+    iothub_device_t two[2] = {d, d};
+    snprintf(two[1].id, sizeof two[1].id, "b");
+    char *text = iothub_registry_format(two, 2);
+    assert_non_null(text);
+    f = fopen(path, "r+");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    fclose(f);
+    free(text);
+    assert_int_equal(iothub_registry_lookup(r, "b", &got), 1);
+    assert_int_equal(iothub_registry_count(r), 2);
+    iothub_registry_close(r);
+}
+
 /* Registry changes reach the listener without any request: housekeeping notices them. */
 typedef struct changes {
     pthread_mutex_t lock;
@@ -849,6 +901,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plog_parse_robust, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_checkpoints, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_hub_open_and_auth, mk_dir, rm_dir),
+        cmocka_unit_test_setup_teardown(test_registry_live_view_at_once, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_registry_change_listener, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_registry_listener_clear_waits, mk_dir, rm_dir),
         cmocka_unit_test_setup_teardown(test_d2c, mk_dir, rm_dir),

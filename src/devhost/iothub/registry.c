@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -407,6 +409,7 @@ struct iothub_registry {
     size_t          n;
     file_id_t       loaded;    /* identity of the file the view came from */
     file_id_t       failed;    /* identity of a file that failed to load (logged once) */
+    int             inotify;   /* watches dir for changes to the registry file; -1: stat per look */
     iothub_registry_change_fn on_change;
     void           *on_change_arg;
     int             notifying;      /* listener calls in flight (outside the lock) */
@@ -441,10 +444,72 @@ static void diff_views(const iothub_device_t *old, size_t nold, iothub_device_t 
     }
 }
 
+/* Looking for a change costs one stat(2) of the file's path, under the lock, twice per HTTP
+ * message (authentication, then the generation check of the send) — a path walk that every
+ * connection thread queued behind. The registry is replaced by rename into dir (or edited in
+ * place), and the kernel queues an inotify event for that before the rename returns, so a
+ * look that finds the inotify queue empty (FIONREAD, no path walk, outside the lock) has seen
+ * every change completed before it: the view it holds is current. Only when something
+ * happened in dir is the file stat'ed as before. Watching is set up before the first load,
+ * so no change can fall between the two. Returns the inotify descriptor (non-blocking), or -1
+ * (no inotify instance left: every look stats the file, as before). */
+static int watch_dir(const char *dir)
+{
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) {
+        log_debug(NULL, "iothub: no inotify instance (%s); the registry file is stat'ed on every lookup", strerror(errno));
+        return -1;
+    }
+    uint32_t mask = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB |
+                    IN_DELETE_SELF | IN_MOVE_SELF;
+    if (inotify_add_watch(fd, dir, mask) < 0) {
+        log_debug(NULL, "iothub: cannot watch %s (%s); the registry file is stat'ed on every lookup", dir, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* 1 when dir may have changed since the last look (inotify events queued, or no watch). */
+static int maybe_changed(const iothub_registry_t *r)
+{
+    int queued = 0;
+    if (r->inotify < 0 || ioctl(r->inotify, FIONREAD, &queued) != 0) return 1;
+    return queued > 0;
+}
+
+/* Drain the inotify queue (r->lock held). Returns 1 when an event may concern the registry
+ * file (its name, the folder itself, an overflow), else 0 (e.g. a writer's temporary file).
+ * A watch that is gone (the folder was removed) is given up: every look stats from then on. */
+static int drain_events(iothub_registry_t *r)
+{
+    if (r->inotify < 0) return 1;
+    int relevant = 0;
+    _Alignas(struct inotify_event) char buf[8192];
+    for (;;) {
+        ssize_t n = read(r->inotify, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *e = (const struct inotify_event *)p;
+            if (!e->len || strcmp(e->name, REG_FILE) == 0) relevant = 1;
+            if (e->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW)) relevant = 1;
+            if (e->mask & IN_IGNORED) {
+                close(r->inotify);
+                r->inotify = -1;
+                return 1;
+            }
+            p += sizeof *e + e->len;
+        }
+    }
+    return relevant;
+}
+
 iothub_registry_t *iothub_registry_open(const char *dir, char *err, size_t errlen)
 {
     iothub_registry_t *r = calloc(1, sizeof *r);
     if (!r) { snprintf(err, errlen, "out of memory"); return NULL; }
+    r->inotify = -1;
     r->dir = strdup(dir);
     r->path = malloc(strlen(dir) + sizeof("/" REG_FILE));
     if (!r->dir || !r->path) {
@@ -455,6 +520,7 @@ iothub_registry_t *iothub_registry_open(const char *dir, char *err, size_t errle
     sprintf(r->path, "%s/" REG_FILE, dir);
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->notified, NULL);
+    r->inotify = watch_dir(dir);
     if (load(dir, &r->devs, &r->n, &r->loaded, err, errlen) != 0) {
         iothub_registry_close(r);
         return NULL;
@@ -475,8 +541,9 @@ void iothub_registry_on_change(iothub_registry_t *r, iothub_registry_change_fn f
 
 /* Reload when the file changed (r->lock held); the ids whose identity changed go to *ch when
  * someone listens. */
-static void refresh(iothub_registry_t *r, changed_t *ch)
+static void refresh(iothub_registry_t *r, changed_t *ch, int maybe)
 {
+    if (!maybe || !drain_events(r)) return;
     struct stat st;
     file_id_t now;
     if (stat(r->path, &st) == 0) file_id_of(&st, &now);
@@ -518,8 +585,9 @@ static void notify(iothub_registry_t *r, changed_t *ch)
 int iothub_registry_lookup(iothub_registry_t *r, const char *id, iothub_device_t *out)
 {
     changed_t ch = {0};
+    int maybe = maybe_changed(r);
     pthread_mutex_lock(&r->lock);
-    refresh(r, &ch);
+    refresh(r, &ch, maybe);
     iothub_device_t *x = find(r->devs, r->n, id);
     if (x) *out = *x;
     pthread_mutex_unlock(&r->lock);
@@ -530,8 +598,9 @@ int iothub_registry_lookup(iothub_registry_t *r, const char *id, iothub_device_t
 size_t iothub_registry_count(iothub_registry_t *r)
 {
     changed_t ch = {0};
+    int maybe = maybe_changed(r);
     pthread_mutex_lock(&r->lock);
-    refresh(r, &ch);
+    refresh(r, &ch, maybe);
     size_t n = r->n;
     pthread_mutex_unlock(&r->lock);
     notify(r, &ch);
@@ -543,6 +612,7 @@ void iothub_registry_close(iothub_registry_t *r)
     if (!r) return;
     assert(r->notifying == 0);
     free_devs(r->devs, r->n);
+    if (r->inotify >= 0) close(r->inotify);
     pthread_cond_destroy(&r->notified);
     pthread_mutex_destroy(&r->lock);
     free(r->dir);

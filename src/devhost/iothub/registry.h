@@ -4,9 +4,11 @@
  * rules. Writers (`devhost device ...`, possibly while `devhost start` runs) serialise on an
  * flock(2) of `devices.lock`, read the current file, change it and replace it atomically
  * (write a temporary file, fsync, rename, fsync the folder), so a reader sees the old or the
- * new registry, never a mix. The running hub reads without the lock: every lookup stat(2)s the
- * file and reloads it when its identity (inode, size, mtime, ctime) changed, so an added,
- * removed or re-keyed device takes effect on the next request.
+ * new registry, never a mix. The running hub reads without the lock: a lookup reloads the file when
+ * its identity (inode, size, mtime, ctime) changed, so an added, removed or re-keyed device
+ * takes effect on the next request. It stat(2)s the file only when an inotify watch on the
+ * folder has queued an event since the last look (every look, when inotify is unavailable):
+ * the kernel queues the event before the writer's rename returns, so nothing is missed.
  *
  * File format (JSON, mode 0600; it holds keys):
  *   {"version":1,"devices":[{"deviceId":"...","generationId":"638...","created":"...Z",
