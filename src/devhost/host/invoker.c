@@ -410,6 +410,13 @@ int dh_invoker_post(dh_invoker_t *iv, const char *function, const char *invocati
                      refused ? "connection refused" : strerror(errno));
             return -1;
         }
+        if (fresh_only && !dh_supervisor_is_current(iv->sup, gen)) {
+            /* The handler died with the request possibly read: the retry would reach its
+             * successor on the same port, which must get it only through the retry policy. */
+            close(fd);
+            snprintf(err, errlen, "the handler on 127.0.0.1:%d went away with the invocation in flight", port);
+            return -1;
+        }
         track(iv, fd, 1);
         struct iovec iov[2] = {{head, (size_t)hl}, {(void *)body, len}};
         int keep = 0, got = 0;

@@ -371,6 +371,12 @@ static void *run(void *arg)
     dh_supervisor_t *s = arg;
     while (!is_stopping(s)) {
         char err[512];
+        /* A new generation before the new process exists: an invocation that holds the old
+         * generation can tell, even when the new handler has already bound the old one's port
+         * (free_port may hand it out again). */
+        pthread_mutex_lock(&s->lock);
+        s->generation++;
+        pthread_mutex_unlock(&s->lock);
         int port = free_port();
         pid_t pid = port > 0 ? spawn(s, port, err, sizeof err) : -1;
         if (port <= 0) snprintf(err, sizeof err, "no free loopback port for the handler");
@@ -386,7 +392,6 @@ static void *run(void *arg)
         pthread_mutex_lock(&s->lock);
         s->pid = pid;
         s->port = port;
-        s->generation++;
         if (s->state != DH_HANDLER_STOPPED) s->state = DH_HANDLER_STARTING;
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
@@ -514,6 +519,14 @@ int dh_supervisor_refused(dh_supervisor_t *s, unsigned gen, int wait_ms)
     }
     pthread_mutex_unlock(&s->lock);
     return changed;
+}
+
+int dh_supervisor_is_current(dh_supervisor_t *s, unsigned gen)
+{
+    pthread_mutex_lock(&s->lock);
+    int current = s->generation == gen && s->state == DH_HANDLER_READY && !s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    return current;
 }
 
 dh_handler_state_t dh_supervisor_state(dh_supervisor_t *s)

@@ -63,6 +63,10 @@ int dh_supervisor_wait_ready(dh_supervisor_t *s, int timeout_ms, int *port, unsi
  * state changed, 0 when nothing did (the handler is alive and still refusing). */
 int dh_supervisor_refused(dh_supervisor_t *s, unsigned gen, int wait_ms);
 
+/* 1 when generation `gen` is still the running, ready handler (no restart has begun since), 0
+ * otherwise. */
+int dh_supervisor_is_current(dh_supervisor_t *s, unsigned gen);
+
 dh_handler_state_t dh_supervisor_state(dh_supervisor_t *s);
 const char *dh_handler_state_name(dh_handler_state_t st);
 /* Restarts so far (after a failure or an exit code 200). */
