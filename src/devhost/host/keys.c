@@ -58,11 +58,11 @@ static int keys_publish(const char *data_dir, const char *path, const char *text
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
     int fd = mkstemp(tmp); /* mode 0600, a name no one else has */
-    if (fd >= 0) (void)fcntl(fd, F_SETFD, FD_CLOEXEC); /* not inherited by the handler */
     if (fd < 0) {
         snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         return -1;
     }
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC); /* not inherited by the handler */
     int ok = iothub_fs_write_all(fd, text, n) == 0 && fsync(fd) == 0;
     int saved = errno;
     ok = close(fd) == 0 && ok;
