@@ -9,6 +9,7 @@ APT_PACKAGES=(
   build-essential pkg-config
   libmicrohttpd-dev libcjson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
   nodejs valgrind wrk curl ca-certificates procps
+  util-linux                           # setpriv: tests tie the servers they start to themselves (PR_SET_PDEATHSIG)
   libmosquitto-dev mosquitto-clients   # simulator's MQTT client; mosquitto_pub as an independent peer
   chromium                             # dashboard tests (driven by playwright-core)
   clang libclang-rt-14-dev             # libFuzzer targets (make fuzz)

@@ -4,8 +4,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
 import { startHandler, invoke, handlerBin, freePort, waitFor } from './lib/handler.mjs';
+import { spawnTied } from './lib/proc.mjs';
 
 let h;
 before(async () => { h = await startHandler({ ENVIROMON_MAX_BODY_BYTES: '65536', ENVIROMON_MAX_BATCH_BYTES: '100000' }); });
@@ -39,7 +39,7 @@ function rawPost(port, path, chunks, { chunked = true, headers = {} } = {}) {
 
 function runToExit(env, args = []) {
   return new Promise((resolve) => {
-    const p = spawn(handlerBin, args, { env: { PATH: process.env.PATH, ...env } });
+    const p = spawnTied(handlerBin, args, { env: { PATH: process.env.PATH, ...env } });
     let err = '';
     let out = '';
     p.stderr.on('data', (d) => { err += d; });

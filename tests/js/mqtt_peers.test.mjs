@@ -4,9 +4,10 @@
 // mosquitto's --cafile). The server runs with an in-memory backend (tests/tools/mqtt_testhub).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { waitFor } from './lib/handler.mjs';
+import { spawnTied } from './lib/proc.mjs';
 import { startTestHub, deviceKey, sas, username, HUB_HOST } from './lib/mqtt.mjs';
 
 const require = createRequire(import.meta.url);
@@ -149,7 +150,7 @@ test('Microsoft SDK: a wrong key is refused (UnauthorizedError); the CA from NOD
     const c = Client.fromConnectionString(process.env.CS, Mqtt);
     c.open().then(() => c.sendEvent(new Message('extra-ca'))).then(() => c.close()).then(() => process.exit(0),
       (e) => { console.error(e); process.exit(1); });`;
-  const child = spawn(process.execPath, ['-e', script], {
+  const child = spawnTied(process.execPath, ['-e', script], {
     cwd: process.cwd(),
     env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: hub.ca, CS: connectionString('sdk1'), NODE_PATH: `${process.cwd()}/node_modules` },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
-import { spawn } from 'node:child_process';
+import { spawnTied } from './lib/proc.mjs';
 import { startTestHub, tmpDir, testhubBin } from './lib/mqtt.mjs';
 
 const read = (dir, f) => fs.readFileSync(path.join(dir, f));
@@ -114,7 +114,7 @@ test('a CA whose key is gone: start fails with what to do, and ca.pem is left as
   await startStop(data);
   const ca = read(data, 'ca.pem').toString();
   fs.unlinkSync(path.join(data, 'ca-key.pem'));
-  const proc = spawn(testhubBin, ['--data', data], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnTied(testhubBin, ['--data', data], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
   const code = await new Promise((r) => proc.on('exit', r));

@@ -3,12 +3,12 @@
 // node_modules; key = raw AccessKey bytes), a tiny "function app" that serves the
 // {url, accessToken} negotiate redirect as a dashboard sees it, and the official
 // @microsoft/signalr client loaded from its own npm folder (tests/signalr-client).
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from './lib/proc.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repo = path.resolve(here, '..', '..');
@@ -65,7 +65,7 @@ export async function startDevhost({ port, args = [], env = {} } = {}) {
   const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
   const cmd = wrapper.length ? wrapper[0] : DEVHOST;
   const argv = [...wrapper.slice(1), ...(wrapper.length ? [DEVHOST] : []), 'signalr', ...args];
-  const proc = spawn(cmd, argv, {
+  const proc = spawnTied(cmd, argv, {
     env: { ...process.env, AzureSignalRConnectionString: connString(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -2,9 +2,9 @@
 // storage (the shared one from tests/run.sh must stay up for everyone else). In memory by
 // default; give a location directory to keep the data across a restart, or a certificate and
 // key to serve HTTPS (tests/package: the packaged handler's TLS against a test CA).
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { freePort, repoRoot, waitFor } from './handler.mjs';
+import { spawnTied } from './proc.mjs';
 import net from 'node:net';
 
 export const DEV_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
@@ -31,7 +31,7 @@ export async function startAzurite({ port, location, cert, key } = {}) {
   const bin = path.join(repoRoot, 'node_modules', '.bin', 'azurite-table');
   const storage = location ? ['--location', location] : ['--inMemoryPersistence'];
   const tls = cert ? ['--cert', cert, '--key', key] : [];
-  const proc = spawn(bin, ['--tableHost', '127.0.0.1', '--tablePort', String(port), ...storage, ...tls,
+  const proc = spawnTied(bin, ['--tableHost', '127.0.0.1', '--tablePort', String(port), ...storage, ...tls,
     '--disableTelemetry', '--silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });

@@ -2,13 +2,13 @@
 // recording handler (recorder-handler.mjs) or the real ./handler; starting devhost on free ports
 // and waiting until /admin/host/status says Running; reading what the recorder saw; and checking
 // that processes are gone.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor, repoRoot, handlerBin } from './handler.mjs';
+import { spawnTied } from './proc.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const devhostBin = process.env.DEVHOST_BIN || path.join(repoRoot, 'build', 'release', 'devhost');
@@ -135,7 +135,7 @@ export async function startDevhost(root, { args = [], port, data, env = {}, read
   const argv = ['start', '--script-root', root, '--port', String(port), '--data', data, ...withMqttPort(args)];
   const cmd = wrapper.length ? wrapper[0] : devhostBin;
   const fullArgs = wrapper.length ? [...wrapper.slice(1), devhostBin, ...argv] : argv;
-  const proc = spawn(cmd, fullArgs, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnTied(cmd, fullArgs, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const sink = logFile ? fs.createWriteStream(logFile, { flags: 'a' }) : null;
   let head = '', out = '', dropped = 0, trimmed = false;
   const keep = (d) => {
@@ -202,7 +202,7 @@ export async function runDevhostToExit(root, { args = [], timeoutMs = 20000, env
   const data = tempDir('data');
   const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
   const argv = ['start', '--script-root', root, '--port', String(port), '--data', data, ...withMqttPort(args)];
-  const proc = spawn(wrapper.length ? wrapper[0] : devhostBin, wrapper.length ? [...wrapper.slice(1), devhostBin, ...argv] : argv,
+  const proc = spawnTied(wrapper.length ? wrapper[0] : devhostBin, wrapper.length ? [...wrapper.slice(1), devhostBin, ...argv] : argv,
     { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d) => { out += d; });

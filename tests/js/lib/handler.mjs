@@ -1,10 +1,10 @@
 // Start and stop real ./handler processes for tests: a free port, the environment the
 // Functions host would give it, readiness by polling GET / (as the host does), and a
 // clean SIGTERM on teardown. Also small helpers to POST host-shaped invocations.
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from './proc.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '..', '..', '..');
@@ -56,7 +56,7 @@ export async function startHandler(env = {}, { bin = handlerBin, readyTimeoutMs 
   const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
   const cmd = wrapper.length ? wrapper[0] : bin;
   const args = wrapper.length ? [...wrapper.slice(1), bin] : [];
-  const proc = spawn(cmd, args, { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnTied(cmd, args, { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stdout.on('data', (d) => { out += d; });

@@ -2,11 +2,12 @@
 // Microsoft's SDKs make them (azure-iot-common's SharedAccessSignature.create for Node; the C
 // SDK's lowercase percent-encoding and empty skn, reproduced from azure-c-shared-utility), and
 // the tests/tools/iothub_server process (the HTTP device API alone) with its --dump of the logs.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import common from 'azure-iot-common';
 import { repoRoot, waitFor } from './handler.mjs';
+import { spawnTied } from './proc.mjs';
 
 const { SharedAccessSignature } = common;
 export const devhostBin = process.env.DEVHOST_BIN || path.join(repoRoot, 'devhost');
@@ -59,7 +60,7 @@ export function cToken(id, key, ttl = 3600, host = HUB_HOST) {
 
 /** Start tests/tools/iothub_server on a free port; returns {port, url, proc, stop(), kill()}. */
 export async function startIotHubServer(dataDir, extra = []) {
-  const proc = spawn(path.join(toolsDir, 'iothub_server'), ['--data', dataDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnTied(path.join(toolsDir, 'iothub_server'), ['--data', dataDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let errText = '';
   proc.stdout.on('data', (d) => { out += d; });

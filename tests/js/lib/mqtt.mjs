@@ -2,7 +2,6 @@
 // in-memory backend), mint device SAS tokens with Microsoft's azure-iot-common, and a raw
 // MQTT-over-TLS client whose packets are parsed by the mqtt-packet library (an independent
 // implementation) so that tests can send exactly the bytes they mean, malformed ones included.
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -10,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { repoRoot, waitFor } from './handler.mjs';
+import { spawnTied } from './proc.mjs';
 
 const require = createRequire(import.meta.url);
 const mqttPacket = require('mqtt-packet');
@@ -48,7 +48,7 @@ export async function startTestHub({ devices = {}, args = [], data = tmpDir() } 
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
   const argv = ['--data', data, ...args];
-  const proc = spawn(wrapper[0] || testhubBin, wrapper.length ? [...wrapper.slice(1), testhubBin, ...argv] : argv,
+  const proc = spawnTied(wrapper[0] || testhubBin, wrapper.length ? [...wrapper.slice(1), testhubBin, ...argv] : argv,
     { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';

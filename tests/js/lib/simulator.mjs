@@ -1,7 +1,7 @@
 // Run ./simulator for tests: its exit status, output, and the --json summary when asked for.
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { repoRoot } from './handler.mjs';
+import { spawnTied } from './proc.mjs';
 
 export const simulatorBin = process.env.SIMULATOR_BIN || path.join(repoRoot, 'simulator');
 
@@ -15,7 +15,7 @@ export function runSimulator(args, { signals = [], signalWhen, timeoutMs = 12000
   const wrapper = (process.env.ENVIROMON_WRAPPER || '').split(' ').filter(Boolean);
   const cmd = wrapper.length ? wrapper[0] : simulatorBin;
   const argv = wrapper.length ? [...wrapper.slice(1), simulatorBin, ...args] : args;
-  const proc = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnTied(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d) => { stdout += d; });

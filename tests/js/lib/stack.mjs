@@ -10,6 +10,7 @@ import { before, after } from 'node:test';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeApp, startDevhost, freePort, waitFor, signalrConn, repoRoot, tempDir } from './devhost.mjs';
+import { processesIn } from './proc.mjs';
 import { addDevice } from './iothub.mjs';
 import { rowsOf } from './eventhub.mjs';
 import { signalR } from '../signalr_service_helpers.mjs';
@@ -46,7 +47,7 @@ export async function makeStackApp({ tag = 'stack', handler = 'real', values = {
   const hostJson = JSON.parse(fs.readFileSync(path.join(repoRoot, 'host.json'), 'utf8'));
   const teeFile = path.join(app.root, 'tee.jsonl');
   if (handler === 'tee') {
-    fs.copyFileSync(path.join(repoRoot, 'tests', 'js', 'lib', 'tee-handler.mjs'), path.join(app.root, 'tee-handler.mjs'));
+    for (const f of ['tee-handler.mjs', 'proc.mjs']) fs.copyFileSync(path.join(repoRoot, 'tests', 'js', 'lib', f), path.join(app.root, f));
     fs.writeFileSync(teeFile, '');
     hostJson.customHandler.description = { defaultExecutablePath: 'node', arguments: ['tee-handler.mjs'] };
     const ls = JSON.parse(fs.readFileSync(path.join(app.root, 'local.settings.json'), 'utf8'));
@@ -69,9 +70,17 @@ export async function makeStackApp({ tag = 'stack', handler = 'real', values = {
   };
 }
 
+/** The command line of pid, for messages. */
+const cmdline = (pid) => {
+  try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim(); } catch { return '(gone)'; }
+};
+
 /** makeStackApp + devhost start on it, with a data folder of its own. `dh` is the running
  *  devhost; kill() SIGKILLs it and restart() starts it again on the same data folder, app,
- *  front port and arguments (pass a fixed --mqtt-port in args for devices that reconnect). */
+ *  front port and arguments (pass a fixed --mqtt-port in args for devices that reconnect).
+ *  stop() and kill() return once devhost has exited and assert that every process of the stack
+ *  (devhost, the handler, the tee and the tee's ./handler: all run in the app folder) is gone
+ *  too: a SIGKILLed devhost must not leave its handler behind. */
 export async function startStack(opts = {}) {
   const app = await makeStackApp(opts);
   const data = opts.data ?? tempDir('data');
@@ -89,10 +98,26 @@ export async function startStack(opts = {}) {
       throw new Error(`${e.message}\n${s.dh.logs().slice(-4000)}`);
     }),
     async stop() {
-      return s.dh.stop('SIGINT');
+      const e = await s.dh.stop('SIGINT');
+      await s.gone();
+      return e;
     },
     async kill() {
-      return s.dh.stop('SIGKILL');
+      const e = await s.dh.stop('SIGKILL');
+      await s.gone();
+      return e;
+    },
+    /** Wait until no process runs in the app folder (a generous deadline: the kernel ends
+     *  them at once); fails naming what is left, and kills it so that it does not outlive the
+     *  failure. */
+    async gone() {
+      await waitFor(() => processesIn(app.root).length === 0, { timeoutMs: 10000, intervalMs: 50, what: 'the stack\'s processes to end' })
+        .catch((err) => {
+          const left = processesIn(app.root);
+          const names = left.map((p) => `${p} ${cmdline(p)}`).join('; ');
+          for (const p of left) { try { process.kill(p, 'SIGKILL'); } catch { /* gone meanwhile */ } }
+          throw new Error(`${err.message}: still running after devhost exited: ${names}`);
+        });
     },
     async restart() {
       s.dh = await start(s.dh.port);

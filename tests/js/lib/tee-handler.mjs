@@ -4,18 +4,20 @@
 // starts $TEE_TARGET (./handler) on a port of its own with the same environment, answers
 // readiness once that one is ready, forwards every request to it unchanged and relays the
 // answer, and appends {url, headers, body} of every POST /EventTrigger to $TEE_FILE. SIGTERM
-// stops both.
+// stops both. ./handler is devhost's grandchild: devhost's parent-death signal reaches only the
+// tee, so ./handler is tied to the tee (spawnTied) and dies with it when devhost is SIGKILLed.
+// (proc.mjs is copied next to this file into the app.)
 import http from 'node:http';
 import fs from 'node:fs';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
+import { spawnTied } from './proc.mjs';
 
 const port = Number(process.env.FUNCTIONS_CUSTOMHANDLER_PORT);
 const inner = await new Promise((resolve) => {
   const s = net.createServer();
   s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
 });
-const child = spawn(process.env.TEE_TARGET, [], {
+const child = spawnTied(process.env.TEE_TARGET, [], {
   env: { ...process.env, FUNCTIONS_CUSTOMHANDLER_PORT: String(inner), FUNCTIONS_HTTPWORKER_PORT: String(inner) },
   stdio: ['ignore', 'inherit', 'inherit'],
 });
