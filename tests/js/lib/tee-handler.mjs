@@ -37,6 +37,15 @@ function forward(req, body) {
   });
 }
 
+/** Whether something accepts connections on port (the real handler while it lives). */
+function listening(p) {
+  return new Promise((resolve) => {
+    const c = net.connect(p, '127.0.0.1');
+    c.on('connect', () => { c.destroy(); resolve(true); });
+    c.on('error', () => resolve(false));
+  });
+}
+
 const server = http.createServer((req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
@@ -50,7 +59,13 @@ const server = http.createServer((req, res) => {
       res.writeHead(a.status, a.headers);
       res.end(a.body);
     } catch {
-      res.socket.destroy();   // the handler is not ready or died: as if nothing answered
+      // The handler died (its port refuses) or dropped the connection. A dead one takes the
+      // tee with it at once, before this connection is closed: devhost retries a dropped
+      // kept-alive connection once on a new one, and while the tee still listened that retry
+      // would be recorded as a delivery (RetryCount 0) though no handler was there to take it,
+      // where with the real handler alone it is refused.
+      if (child.exitCode !== null || child.signalCode !== null || !(await listening(inner))) process.exit(1);
+      res.socket.destroy();   // the handler is alive and closed the connection: as if nothing answered
     }
   });
 });
