@@ -5,8 +5,9 @@
 // Storage (the private Azurite of tests/run.sh) → SignalR → page. The app is the repository's,
 // with local.settings.sample.json's settings (tests/js/lib/stack.mjs).
 //
-// Checked: devices appear within 2 s of their first message; values and counts update (zero is
-// shown and charted as zero); a silent device turns stale; hostile device ids show literally and
+// Checked: a device appears after its first message (how long it took is reported, not asserted:
+// the 2 s target is measured by bench/dashboard.sh); values and counts update (zero is shown and
+// charted as zero); a silent device turns stale; hostile device ids show literally and
 // run nothing; the page reconnects by itself after devhost restarts; no console error (apart from
 // the browser's own connection-refused lines while devhost is down). Screenshots (desktop,
 // phone, dark) go to <build>/test-output/dashboard/. How the page holds up under 200 devices x
@@ -114,14 +115,14 @@ test('devhost serves the page with a CSP that allows no inline script, and the p
   assert.equal(freezer.status, 'stale', 'last seen an hour ago');
 });
 
-test('a device appears within 2 s of its first message; values and counts update', async (t) => {
+test('a device appears after its first message, with its values; values and counts update', async (t) => {
   register('lab-1');
   const t0 = Date.now();
   await send('lab-1', { temperature: 21.5, humidity: 40.25, pressure: 1013.2, light: 300 });
-  const first = await waitRow('lab-1', () => true, { timeoutMs: 10000 });
-  const appeared = Date.now() - t0;
-  t.diagnostic(`lab-1 appeared ${appeared} ms after its first message was sent`);
-  assert.ok(appeared <= 2000, `appeared after ${appeared} ms`);
+  // A generous deadline, not a timing target: a loaded CI machine must not fail this. The 2 s
+  // target is bench/dashboard.sh's (docs/benchmarks.md, "Dashboard").
+  const first = await waitRow('lab-1', () => true, { timeoutMs: 30000 });
+  t.diagnostic(`lab-1 appeared ${Date.now() - t0} ms after its first message was sent (the 2 s target is measured by bench/dashboard.sh)`);
   assert.deepEqual([first.temp, first.humidity, first.pressure, first.accepted, first.status], ['21.5', '40.3', '1013.2', '1', 'online']);
 
   await send('lab-1', { temperature: 0, humidity: 41 });
