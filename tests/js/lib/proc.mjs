@@ -29,8 +29,8 @@ const SETPRIV = (process.env.PATH || '/usr/bin:/bin').split(':').map((d) => path
  * (node --test SIGTERMs a test file at its timeout, and a file can crash before its after hooks
  * run); otherwise such a child runs on forever with parent 1. The pid is cmd's (exec keeps it).
  * A server the child starts in turn is its own business: devhost ties its handler the same way.
- * (setpriv sets the signal just after fork: if this process died in that instant, the child
- * would not get it; the window is a few system calls.)
+ * (setpriv sets the signal as it starts: if this process died in those few milliseconds, the
+ * child would not get it.)
  */
 export function spawnTied(cmd, args = [], opts = {}) {
   return spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args], opts);
