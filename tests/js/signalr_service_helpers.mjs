@@ -187,3 +187,27 @@ export function openSse(port, id, { pause = false } = {}) {
 /** Client → server POST on transport id (SSE / long polling), body as given (string or Buffer). */
 export const clientPost = (port, id, body) => fetch(`http://127.0.0.1:${port}/client/?hub=${HUB.toLowerCase()}&id=${encodeURIComponent(id)}`,
   { method: 'POST', body, headers: { 'Content-Type': 'text/plain;charset=UTF-8' } });
+
+/** The hub-protocol records of a raw SSE stream's text, in order: what the official client
+ * reads. One event may carry several records (the service frames everything queued when the
+ * stream gets to write, e.g. the handshake reply and a ping that arrived meanwhile), so tests
+ * match records, never one record per event. Only complete events (ended by a blank line)
+ * count; comment lines are skipped. Throws when the framing is wrong: a line that is neither a
+ * comment nor `data: `, or an event whose data does not end with the record separator. */
+export function sseRecords(text) {
+  const records = [];
+  const events = text.split('\r\n\r\n');
+  events.pop(); // the part after the last blank line is not a complete event yet
+  for (const ev of events) {
+    let data = null;
+    for (const line of ev.split('\r\n')) {
+      if (line.startsWith(':')) continue;
+      if (!line.startsWith('data: ')) throw new Error(`not an SSE data or comment line: ${JSON.stringify(line)}`);
+      data = (data === null ? '' : `${data}\n`) + line.slice(6);
+    }
+    if (data === null) continue; // comments only
+    if (!data.endsWith('\x1e')) throw new Error(`SSE event without whole records: ${JSON.stringify(data)}`);
+    records.push(...data.slice(0, -1).split('\x1e'));
+  }
+  return records;
+}

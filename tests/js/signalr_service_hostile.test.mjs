@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import {
   startDevhost, startNegotiateApp, makeClient, rest, broadcast, token, clientAud, waitFor,
-  negotiate, openSse, clientPost, HUB, T,
+  negotiate, openSse, clientPost, sseRecords, HUB, T,
 } from './signalr_service_helpers.mjs';
 
 const hub = HUB.toLowerCase();
@@ -99,7 +99,7 @@ test('arguments reach clients as sent: NUL escapes, big integers, 1e400, -0; tra
     // the record holds the arguments' JSON text as sent, only the whitespace between tokens gone
     const rec = '{"type":1,"target":"newMessage","arguments":["a\\u0000b",9007199254740993,1e400,-0,' +
       '0.1000000000000000055511151231257827,{"deep":[1.50,"\\ud83d\\ude00","tab\\there"]}]}';
-    await waitFor(() => sse.text().includes(`data: ${rec}${RS}\r\n\r\n`), 5000, () => `the record as sent, got ${JSON.stringify(sse.text())}`);
+    await waitFor(() => sseRecords(sse.text()).includes(rec), 5000, () => `the record as sent, got ${JSON.stringify(sse.text())}`);
     // the official client parses exactly what was sent (a JS number cannot hold 2^53+1: that
     // is the client's limit, no longer the relay's; 1e400 parses as Infinity, not null)
     await waitFor(() => ws.got.length === 1, 5000, 'the WebSocket client');
@@ -125,7 +125,7 @@ test('arguments reach clients as sent: NUL escapes, big integers, 1e400, -0; tra
     }
     // null or missing arguments are an empty list; Target/Arguments (the SDK's spelling) work
     assert.equal((await rest(svc.port, 'POST', `/api/v1/hubs/${hub}`, { body: '{"Target":"newMessage","Arguments":null}' })).status, 202);
-    await waitFor(() => sse.text().includes(`data: {"type":1,"target":"newMessage","arguments":[]}${RS}`), 5000, 'empty arguments');
+    await waitFor(() => sseRecords(sse.text()).includes('{"type":1,"target":"newMessage","arguments":[]}'), 5000, 'empty arguments');
   } finally {
     await ws.conn.stop();
     sse.req.destroy();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import {
   startDevhost, startNegotiateApp, makeClient, rest, broadcast, token, clientAud, waitFor, HUB, T,
-  negotiate, openSse, clientPost,
+  negotiate, openSse, clientPost, sseRecords,
 } from './signalr_service_helpers.mjs';
 
 const hub = HUB.toLowerCase();
@@ -24,22 +24,47 @@ test('raw SSE: v0 ids, comment line, handshake, invocation without invocationId,
     await waitFor(() => sse.text().startsWith(':\r\n'), 5000, 'SSE comment line');
     const r = await send(svc.port, n.connectionId, `{"protocol":"json","version":1}${RS}{"type":6}${RS}`);
     assert.equal(r.status, 200);
-    await waitFor(() => sse.text().includes(`data: {}${RS}\r\n\r\n`), 5000, 'handshake reply');
+    // the handshake reply is the first record; a ping queued meanwhile may share its event
+    await waitFor(() => sseRecords(sse.text()).length > 0, 5000, 'handshake reply');
+    assert.equal(sseRecords(sse.text())[0], '{}');
     assert.equal((await broadcast(svc.port, 'newMessage', [{ a: 'line\nbreak' }])).status, 202);
-    const want = `data: {"type":1,"target":"newMessage","arguments":[{"a":"line\\nbreak"}]}${RS}\r\n\r\n`;
-    await waitFor(() => sse.text().includes(want), 5000, 'invocation frame');
-    await waitFor(() => sse.text().includes(`{"type":6}${RS}`), 5000, 'a ping');
+    const want = '{"type":1,"target":"newMessage","arguments":[{"a":"line\\nbreak"}]}';
+    await waitFor(() => sseRecords(sse.text()).includes(want), 5000, () => `invocation record, got ${JSON.stringify(sse.text())}`);
+    await waitFor(() => sseRecords(sse.text()).includes('{"type":6}'), 5000, 'a ping');
     // an unknown id → 404, a missing id → 400
     assert.equal((await send(svc.port, 'nope', `{"type":6}${RS}`)).status, 404);
     const noId = await fetch(`http://127.0.0.1:${svc.port}/client/?hub=${hub}`, { method: 'POST', body: 'x' });
     assert.equal(noId.status, 400);
     const exit = await svc.stop('SIGTERM');
     assert.equal(exit.code, 0);
-    assert.ok(sse.text().includes(`{"type":7,"error":"Server is shutting down.","allowReconnect":true}${RS}`),
+    assert.equal(sseRecords(sse.text()).at(-1), '{"type":7,"error":"Server is shutting down.","allowReconnect":true}',
       `close message missing: ${JSON.stringify(sse.text().slice(-200))}`);
     await waitFor(() => sse.ended(), 5000, 'stream end');
   } finally {
     await svc.stop();
+  }
+});
+
+// The service frames everything queued when the stream gets to write as one event (the client
+// splits on 0x1E), so a test must match records: under load a ping queued right after the
+// handshake shared the reply's event, and a test that wanted `data: {}\x1e\r\n\r\n` waited in vain.
+// Records queued before the stream attaches make that coalescing certain.
+test('records queued before the SSE stream attaches arrive in one event, whole and in order', async () => {
+  const svc = await startDevhost();
+  try {
+    const n = await negotiate(svc.port, 1);
+    assert.equal((await send(svc.port, n.connectionToken, `{"protocol":"json","version":1}${RS}`)).status, 200);
+    assert.equal((await broadcast(svc.port, 'newMessage', [1])).status, 202);
+    assert.equal((await broadcast(svc.port, 'newMessage', [2])).status, 202);
+    const sse = await openSse(svc.port, n.connectionToken);
+    const inv = (a) => `{"type":1,"target":"newMessage","arguments":[${a}]}`;
+    const want = `:\r\ndata: {}${RS}${inv(1)}${RS}${inv(2)}${RS}\r\n\r\n`;
+    await waitFor(() => sse.text().length >= want.length, 5000, () => `the queued records, got ${JSON.stringify(sse.text())}`);
+    assert.equal(sse.text(), want);
+    assert.deepEqual(sseRecords(sse.text()), ['{}', inv(1), inv(2)]);
+    sse.req.destroy();
+  } finally {
+    assert.equal((await svc.stop()).code, 0);
   }
 });
 
@@ -49,7 +74,8 @@ test('handshake with an unsupported protocol gets {"error":...} and the stream e
     const n = await negotiate(svc.port, 1);
     const sse = await openSse(svc.port, n.connectionToken);
     await send(svc.port, n.connectionToken, `{"protocol":"messagepack","version":1}${RS}`);
-    await waitFor(() => /data: \{"error":"[^"]+"\}\x1e\r\n\r\n/.test(sse.text()), 5000, 'handshake error');
+    await waitFor(() => sseRecords(sse.text()).length > 0, 5000, 'handshake error');
+    assert.match(sseRecords(sse.text())[0], /^\{"error":"[^"]+"\}$/);
     await waitFor(() => sse.ended(), 5000, 'stream end after refused handshake');
     // the connection id is no longer usable once removed
     await waitFor(async () => (await send(svc.port, n.connectionToken, `{"type":6}${RS}`)).status === 404, 10000, '404 after close');
