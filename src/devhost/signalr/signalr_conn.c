@@ -310,7 +310,11 @@ ssize_t sr_client_sse_read(void *cls, uint64_t pos, char *out, size_t max)
         pthread_mutex_unlock(&c->lock);
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
-    /* Nothing to send: park until sr_client_enqueue/close/wake resumes us. */
+    /* Nothing to send: park until sr_client_enqueue/close/wake resumes us. libmicrohttpd
+     * documents suspending from a content reader as safe. Parking and suspending under
+     * c->lock mean a wake either saw the queue before us or finds the suspension done, so
+     * MHD_resume_connection always follows MHD_suspend_connection. Never return 0 without
+     * suspending: 0.9.75's epoll loop may then not call this reader again. */
     c->parked = s->mhd;
     MHD_suspend_connection(s->mhd);
     pthread_mutex_unlock(&c->lock);
