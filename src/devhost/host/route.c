@@ -1,6 +1,7 @@
 /* route.c — route templates and matching (see route.h). */
 #include "devhost/host/route.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -134,6 +135,98 @@ static int nested_quantifier(const char *re)
     return 0;
 }
 
+/* glibc compiles repetition by copying the repeated part ("x{3}" is "xxx", "x+" is "xx*"), so
+ * the automaton grows with the product of nested counts: "((a{100}){100}){100}" needs gigabytes,
+ * and so does a pattern whose bracket hides a nested quantifier from the .NET-syntax check above
+ * ("[\]ge(1++++*++)": .NET reads "\]" as an escaped ']', POSIX ends the bracket there; found by
+ * fuzz_route). A regex constraint whose expanded size is over this many positions is refused;
+ * real route patterns ("^[a-z0-9-]{1,128}$", a GUID, a date) need well under a few hundred.
+ * At the limit glibc takes at most some tens of MiB. */
+#define ROUTE_REGEX_MAX_POSITIONS 2000.0
+#define ROUTE_REGEX_MAX_DEPTH     32
+
+/* Skip a POSIX bracket expression starting at p ('['), as regcomp reads it: a backslash is
+ * literal, "[:alpha:]", "[.x.]" and "[=x=]" are single items, a ']' first is literal. Returns
+ * the character after the closing ']' (or the end of the string). */
+static const char *posix_bracket_end(const char *p)
+{
+    assert(*p == '[');
+    p++;
+    if (*p == '^') p++;
+    if (*p == ']') p++;
+    while (*p && *p != ']') {
+        if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+            char close[3] = {p[1], ']', '\0'};
+            const char *e = strstr(p + 2, close);
+            if (!e) return p + strlen(p);
+            p = e + 2;
+            continue;
+        }
+        p++;
+    }
+    return *p ? p + 1 : p;
+}
+
+/* The size of one part after the quantifier at q (of length ql) is applied to it. */
+static double regex_repeat(double part, const char *q, size_t ql)
+{
+    if (*q == '*' || *q == '?') return part + 1;
+    if (*q == '+') return 2 * part + 1;
+    double m = 0, n = -1;                           /* "{m}", "{m,}", "{m,n}" */
+    const char *p = q + 1;
+    for (; *p >= '0' && *p <= '9'; p++) m = fmin(m * 10 + (*p - '0'), 1e9);
+    if (*p == ',') {
+        if (p[1] != '}') { n = 0; for (p++; *p >= '0' && *p <= '9'; p++) n = fmin(n * 10 + (*p - '0'), 1e9); }
+        else n = m + 1;                             /* "{m,}": m copies and a star */
+    }
+    assert(q[ql - 1] == '}');
+    return fmax(fmax(m, n), 1) * (part + 1);
+}
+
+/* Upper estimate of the positions glibc's regcomp builds for the POSIX extended regex ere
+ * (HUGE_VAL when nested deeper than ROUTE_REGEX_MAX_DEPTH). Alternatives and concatenation add;
+ * a quantifier multiplies the part before it. */
+static double regex_expanded_size(const char *ere)
+{
+    struct { double done, last; } st[ROUTE_REGEX_MAX_DEPTH];
+    int d = 0;
+    st[0].done = st[0].last = 0;
+    for (const char *p = ere; *p;) {
+        double atom = 1;
+        size_t ql = quantifier_len(p);
+        if (ql && st[d].last > 0) {
+            st[d].last = regex_repeat(st[d].last, p, ql);
+            p += ql;
+            continue;
+        }
+        if (*p == '(') {
+            if (++d == ROUTE_REGEX_MAX_DEPTH) return HUGE_VAL;
+            st[d].done = st[d].last = 0;
+            p++;
+            continue;
+        }
+        if (*p == ')' && d > 0) {
+            atom = st[d].done + st[d].last + 2;
+            d--;
+            p++;
+        } else if (*p == '|') {
+            st[d].done += st[d].last + 1;
+            st[d].last = 0;
+            p++;
+            continue;
+        } else if (*p == '[') {
+            p = posix_bracket_end(p);
+        } else {
+            p += (*p == '\\' && p[1]) ? 2 : 1;
+        }
+        st[d].done += st[d].last;
+        st[d].last = atom;
+    }
+    double total = 0;
+    for (; d >= 0; d--) total += st[d].done + st[d].last;
+    return total;
+}
+
 static int parse_ll(const char *s, size_t n, long long *v)
 {
     char buf[32];
@@ -180,6 +273,14 @@ static int parse_constraint(const char *s, size_t n, cons_t *c, const char *tmpl
                 return -1;
             }
             char *tr = raw ? translate_regex(raw) : NULL;
+            if (tr && regex_expanded_size(tr) > ROUTE_REGEX_MAX_POSITIONS) {
+                snprintf(err, errlen, "route '%s': the regex constraint '%.*s' is too large once its repetitions "
+                         "are expanded (over %.0f positions; nested counts multiply, as in '(a{100}){100}')",
+                         tmpl, (int)n, s, ROUTE_REGEX_MAX_POSITIONS);
+                free(raw);
+                free(tr);
+                return -1;
+            }
             int rc = tr ? regcomp(&c->re, tr, REG_EXTENDED | REG_ICASE | REG_NOSUB) : -1;
             free(raw);
             free(tr);
@@ -263,6 +364,77 @@ static int parse_param(const char *s, size_t n, seg_t *seg, const char *tmpl, ch
     return 0;
 }
 
+/* Read the parameter body after a '{' at p, unescaping "{{" and "}}" (the host's way of writing
+ * a brace inside a parameter, as in "{id:regex(^\d{{4}}$)}") into out. Returns the characters
+ * consumed including the closing '}', or 0 with err set. */
+static size_t seg_read_param(const char *p, char *out, size_t *olen, const char *tmpl, char *err, size_t errlen)
+{
+    size_t i = 0, o = 0;
+    for (;;) {
+        if (!p[i]) {
+            snprintf(err, errlen, "route '%s': a '{' without its '}'", tmpl);
+            return 0;
+        }
+        if ((p[i] == '{' || p[i] == '}') && p[i + 1] == p[i]) {
+            out[o++] = p[i];
+            i += 2;
+        } else if (p[i] == '}') {
+            *olen = o;
+            return i + 1;
+        } else if (p[i] == '{') {
+            snprintf(err, errlen, "route '%s': a '{' inside a parameter (write '{{' for a literal '{')", tmpl);
+            return 0;
+        } else {
+            out[o++] = p[i++];
+        }
+    }
+}
+
+/* Read one segment of tmpl at p into seg: a literal (with "{{" and "}}" unescaped) or a single
+ * parameter filling the whole segment. Returns the characters consumed (the segment ends at a
+ * '/' outside a parameter or at the end), or 0 with err set. */
+static size_t seg_read(const char *p, seg_t *seg, const char *tmpl, char *err, size_t errlen)
+{
+    char *buf = malloc(strlen(p) + 1);
+    if (!buf) { snprintf(err, errlen, "out of memory"); return 0; }
+    size_t i = 0, o = 0, params = 0, text = 0, plen = 0;
+    while (p[i] && p[i] != '/') {
+        if ((p[i] == '{' || p[i] == '}') && p[i + 1] == p[i]) {
+            buf[o++] = p[i];
+            i += 2;
+            text++;
+        } else if (p[i] == '{') {
+            size_t used = seg_read_param(p + i + 1, buf, &plen, tmpl, err, errlen);
+            if (!used) goto fail;
+            i += 1 + used;
+            params++;
+        } else if (p[i] == '}') {
+            snprintf(err, errlen, "route '%s': a '}' without its '{' (write '}}' for a literal '}')", tmpl);
+            goto fail;
+        } else {
+            buf[o++] = p[i++];
+            text++;
+        }
+    }
+    if (params > 1 || (params && text)) {
+        snprintf(err, errlen, "route '%s': segment '%.*s' mixes text and parameters; devhost supports one "
+                 "parameter per path segment", tmpl, (int)i, p);
+        goto fail;
+    }
+    if (params) {
+        if (parse_param(buf, plen, seg, tmpl, err, errlen) != 0) goto fail;
+        free(buf);
+    } else {
+        buf[o] = '\0';
+        seg->literal = 1;
+        seg->text = buf;
+    }
+    return i;
+fail:
+    free(buf);
+    return 0;
+}
+
 dh_route_t *dh_route_parse(const char *tmpl, char *err, size_t errlen)
 {
     dh_route_t *r = calloc(1, sizeof *r);
@@ -271,19 +443,14 @@ dh_route_t *dh_route_parse(const char *tmpl, char *err, size_t errlen)
     if (p[0] == '~' && p[1] == '/') p += 2;
     while (*p == '/') p++;
     while (*p) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
         if (r->n == MAX_SEGMENTS) {
             snprintf(err, errlen, "route '%s': more than %d segments", tmpl, MAX_SEGMENTS);
             goto fail;
         }
         seg_t *seg = &r->seg[r->n++];
-        const char *ob = memchr(p, '{', n), *cb = memchr(p, '}', n);
-        if (!ob && !cb) {
-            seg->literal = 1;
-            if (!(seg->text = strndup(p, n))) { snprintf(err, errlen, "out of memory"); goto fail; }
-        } else if (p[0] == '{' && p[n - 1] == '}' && n >= 2 && !memchr(p + 1, '{', n - 2)) {
-            if (parse_param(p + 1, n - 2, seg, tmpl, err, errlen) != 0) goto fail;
+        size_t n = seg_read(p, seg, tmpl, err, errlen);
+        if (!n) goto fail;
+        if (!seg->literal) {
             for (size_t i = 0; i + 1 < r->n; i++) {
                 if (!r->seg[i].literal && strcasecmp(r->seg[i].text, seg->text) == 0) {
                     snprintf(err, errlen, "route '%s': the parameter '%s' appears twice", tmpl, seg->text);
@@ -291,13 +458,6 @@ dh_route_t *dh_route_parse(const char *tmpl, char *err, size_t errlen)
                 }
             }
             r->nparams++;
-        } else if (ob && (!cb || cb < ob)) {
-            snprintf(err, errlen, "route '%s': a '{' without its '}'", tmpl);
-            goto fail;
-        } else {
-            snprintf(err, errlen, "route '%s': segment '%.*s' mixes text and parameters; devhost supports one "
-                     "parameter per path segment", tmpl, (int)n, p);
-            goto fail;
         }
         p += n;
         if (*p == '/') p++;
