@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { tempDir, repoRoot, makeApp, freePort } from '../tests/js/lib/devhost.mjs';
 import { encodeStrict, nodeToken } from '../tests/js/lib/iothub.mjs';
-import { procCpuSeconds } from '../tests/js/lib/proc.mjs';
+import { procCpuSeconds, spawnTied } from '../tests/js/lib/proc.mjs';
 
 const def = path.join(repoRoot, 'build', 'release', 'devhost');
 const BINS = { A: process.env.AB_A ?? def, B: process.env.AB_B ?? def };
@@ -38,7 +38,7 @@ function run(cmd, args, env = {}) {
 /** `devhost start` on a fresh data folder; resolves when /admin/host/status says Running. */
 async function startDevhost(bin, root, data) {
   const port = await freePort();
-  const proc = spawn(bin, ['start', '--script-root', root, '--port', String(port), '--data', data, '--no-mqtt'],
+  const proc = spawnTied(bin, ['start', '--script-root', root, '--port', String(port), '--data', data, '--no-mqtt'],
     { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });

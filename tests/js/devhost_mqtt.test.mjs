@@ -4,7 +4,6 @@
 // messages into DeviceState in Azurite and pushes them to an @microsoft/signalr client.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import { createRequire } from 'node:module';
@@ -12,6 +11,7 @@ import { useStack, num, waitFor } from './lib/stack.mjs';
 import { makeApp, startDevhost } from './lib/devhost.mjs';
 import { addDevice, cToken, deviceCli, nodeToken } from './lib/iothub.mjs';
 import { rawClient, connectPacket, username } from './lib/mqtt.mjs';
+import { runFile } from './lib/proc.mjs';
 
 const require = createRequire(import.meta.url);
 const { Client, Message } = require('azure-iot-device');
@@ -103,20 +103,15 @@ test('the original simulator\'s loop over the SDK (its message shape, one every 
     { timeoutMs: 15000, what: `the push with count ${N}` });
 });
 
-function run(cmd, args) {
-  return new Promise((resolve) => execFile(cmd, args, { timeout: 20000 }, (err, stdout, stderr) =>
-    resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr })));
-}
-
 test('mosquitto_pub with --cafile and a C-SDK-style SAS publishes into DeviceState; a wrong password is refused; another device\'s topic disconnects, nothing stored', async () => {
   const dev = s.addDevice('mosq-dh');
   const victim = s.addDevice('mosq-victim');
   const args = (id, token, extra) => ['-h', 'localhost', '-p', String(mqttPort), '--cafile', s.dh.ca, '-V', 'mqttv311',
     '-i', id, '-u', username(id), '-P', token, '-q', '1', ...extra];
   const body = (t) => JSON.stringify({ temperature: t, humidity: 55 });
-  const ok = await run('mosquitto_pub', args(dev.id, cToken(dev.id, dev.key), ['-t', `devices/${dev.id}/messages/events/src=mosq`, '-m', body(21.5)]));
+  const ok = await runFile('mosquitto_pub', args(dev.id, cToken(dev.id, dev.key), ['-t', `devices/${dev.id}/messages/events/src=mosq`, '-m', body(21.5)]));
   assert.equal(ok.code, 0, ok.stderr);
-  const bad = await run('mosquitto_pub', args(dev.id, cToken(dev.id, victim.key), ['-t', `devices/${dev.id}/messages/events/`, '-m', body(99)]));
+  const bad = await runFile('mosquitto_pub', args(dev.id, cToken(dev.id, victim.key), ['-t', `devices/${dev.id}/messages/events/`, '-m', body(99)]));
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /not authori[sz]ed/i);
   // connected as mosq-dh, publishing on mosq-victim's topic: the connection is closed, no PUBACK

@@ -6,11 +6,11 @@
 // sendEvent succeeded is stored, and the only extra copies are re-sends after a lost PUBACK.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { freePort, waitFor } from './lib/handler.mjs';
 import { addDevice, cToken, deviceCli, dumpLog } from './lib/iothub.mjs';
 import { startTestHub, tmpDir, username, connected, HUB_HOST } from './lib/mqtt.mjs';
+import { runFile } from './lib/proc.mjs';
 
 const require = createRequire(import.meta.url);
 const { Client, Message } = require('azure-iot-device');
@@ -23,11 +23,6 @@ async function sdkClient(dev, hub) {
   await client.setOptions({ ca: hub.caPem });
   await client.open();
   return client;
-}
-
-function run(cmd, args) {
-  return new Promise((resolve) => execFile(cmd, args, { timeout: 20000 }, (err, stdout, stderr) =>
-    resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr })));
 }
 
 test('Microsoft SDK → MQTT → local IoT Hub: 100 sendEvent with a temperatureAlert property, all in the partition log', async () => {
@@ -61,11 +56,11 @@ test('mosquitto_pub with a C-SDK-style token into the local hub; wrong key and u
   try {
     const args = (id, token, extra = []) => ['-h', 'localhost', '-p', String(hub.port), '--cafile', hub.ca, '-V', 'mqttv311',
       '-i', id, '-u', username(id), '-P', token, '-q', '1', ...extra];
-    const ok = await run('mosquitto_pub', args('mosq-1', cToken('mosq-1', dev.key), ['-t', 'devices/mosq-1/messages/events/a=1', '-m', 'hello']));
+    const ok = await runFile('mosquitto_pub', args('mosq-1', cToken('mosq-1', dev.key), ['-t', 'devices/mosq-1/messages/events/a=1', '-m', 'hello']));
     assert.equal(ok.code, 0, ok.stderr);
-    const bad = await run('mosquitto_pub', args('mosq-1', cToken('mosq-1', other.key), ['-t', 'devices/mosq-1/messages/events/', '-m', 'x']));
+    const bad = await runFile('mosquitto_pub', args('mosq-1', cToken('mosq-1', other.key), ['-t', 'devices/mosq-1/messages/events/', '-m', 'x']));
     assert.match(bad.stderr, /not authori[sz]ed/i);
-    const ghost = await run('mosquitto_pub', args('ghost', cToken('ghost', dev.key), ['-t', 'devices/ghost/messages/events/', '-m', 'x']));
+    const ghost = await runFile('mosquitto_pub', args('ghost', cToken('ghost', dev.key), ['-t', 'devices/ghost/messages/events/', '-m', 'x']));
     assert.match(ghost.stderr, /not authori[sz]ed/i);
 
     // connected, then removed from the registry: its next message is refused and the

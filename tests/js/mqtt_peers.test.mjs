@@ -4,10 +4,9 @@
 // mosquitto's --cafile). The server runs with an in-memory backend (tests/tools/mqtt_testhub).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { waitFor } from './lib/handler.mjs';
-import { spawnTied } from './lib/proc.mjs';
+import { runFile, spawnTied } from './lib/proc.mjs';
 import { startTestHub, deviceKey, sas, username, HUB_HOST } from './lib/mqtt.mjs';
 
 const require = createRequire(import.meta.url);
@@ -26,13 +25,6 @@ after(async () => {
 const connectionString = (id) =>
   `HostName=${HUB_HOST};DeviceId=${id};SharedAccessKey=${keys[id]};GatewayHostName=localhost:${hub.port}`;
 
-function run(cmd, args, opts = {}) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 20000, ...opts }, (err, stdout, stderr) =>
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
-  });
-}
-
 const mosqArgs = (id, password, extra = []) => [
   '-h', 'localhost', '-p', String(hub.port), '--cafile', hub.ca, '-i', id,
   '-u', username(id), '-P', password, '-V', 'mqttv311', ...extra];
@@ -46,12 +38,12 @@ async function sdkClient(id) {
 
 test('mosquitto_pub with --cafile, the user name and a SAS password publishes at QoS 1 (and QoS 0)', async () => {
   const before1 = hub.messages().length;
-  const r = await run('mosquitto_pub', mosqArgs('mosq', sas('mosq', keys.mosq), [
+  const r = await runFile('mosquitto_pub', mosqArgs('mosq', sas('mosq', keys.mosq), [
     '-t', 'devices/mosq/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8&temperatureAlert=true',
     '-m', '{"temperature":33}', '-q', '1', '-d']));
   assert.equal(r.code, 0, r.stderr + r.stdout);
   assert.match(r.stdout, /received PUBACK/);
-  const r0 = await run('mosquitto_pub', mosqArgs('mosq', sas('mosq', keys.mosq), [
+  const r0 = await runFile('mosquitto_pub', mosqArgs('mosq', sas('mosq', keys.mosq), [
     '-h', '127.0.0.1', '-t', 'devices/mosq/messages/events/', '-m', 'q0', '-q', '0']));
   assert.equal(r0.code, 0, r0.stderr);
   await waitFor(() => hub.messages().length === before1 + 2, { what: 'two messages' });
@@ -66,13 +58,13 @@ test('mosquitto_pub with --cafile, the user name and a SAS password publishes at
 
 test('mosquitto_pub: a wrong password gets CONNACK refused; another device\'s topic disconnects; no CA fails TLS', async () => {
   const n = hub.messages().length;
-  const bad = await run('mosquitto_pub', mosqArgs('mosq', sas('mosq', keys.sdk1), ['-t', 'devices/mosq/messages/events/', '-m', 'x', '-q', '1']));
+  const bad = await runFile('mosquitto_pub', mosqArgs('mosq', sas('mosq', keys.sdk1), ['-t', 'devices/mosq/messages/events/', '-m', 'x', '-q', '1']));
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /bad user name or password|not authori[sz]ed/i);
-  const other = await run('mosquitto_pub', mosqArgs('mosq', sas('mosq', keys.mosq), ['-t', 'devices/sdk1/messages/events/', '-m', 'spoof', '-q', '1']));
+  const other = await runFile('mosquitto_pub', mosqArgs('mosq', sas('mosq', keys.mosq), ['-t', 'devices/sdk1/messages/events/', '-m', 'spoof', '-q', '1']));
   assert.notEqual(other.code, 0);
   assert.match(other.stderr, /connection was lost/i);
-  const noCa = await run('mosquitto_pub', ['-h', 'localhost', '-p', String(hub.port), '--capath', '/nonexistent-ca-dir',
+  const noCa = await runFile('mosquitto_pub', ['-h', 'localhost', '-p', String(hub.port), '--capath', '/nonexistent-ca-dir',
     '-i', 'mosq', '-u', username('mosq'), '-P', sas('mosq', keys.mosq), '-t', 'devices/mosq/messages/events/', '-m', 'x']);
   assert.notEqual(noCa.code, 0);
   assert.equal(hub.messages().length, n);
@@ -80,7 +72,7 @@ test('mosquitto_pub: a wrong password gets CONNACK refused; another device\'s to
 });
 
 test('mosquitto_sub: its own devicebound and twin filters are granted, another device\'s refused (0x80)', async () => {
-  const r = await run('mosquitto_sub', mosqArgs('mosq', sas('mosq', keys.mosq), [
+  const r = await runFile('mosquitto_sub', mosqArgs('mosq', sas('mosq', keys.mosq), [
     '-t', 'devices/mosq/messages/devicebound/#', '-t', '$iothub/twin/res/#', '-t', 'devices/sdk1/messages/devicebound/#',
     '-q', '1', '-d', '-W', '1']));
   // -W 1: exits after 1 s without a message (nothing is ever sent to devices)

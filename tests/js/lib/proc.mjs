@@ -2,7 +2,7 @@
 // process, and what /proc says about a process (CPU time, memory, working folder).
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim() || 100);
 
@@ -34,6 +34,16 @@ const SETPRIV = (process.env.PATH || '/usr/bin:/bin').split(':').map((d) => path
  */
 export function spawnTied(cmd, args = [], opts = {}) {
   return spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args], opts);
+}
+
+/** Run cmd to its end (killed after opts.timeout ms, 20 s unless given): resolves
+ *  { code, stdout, stderr }, code -1 when it was killed or could not start. Never rejects, so
+ *  a test asserts on the code and shows stderr. */
+export function runFile(cmd, args = [], opts = {}) {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 20000, ...opts }, (err, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
+  });
 }
 
 /** Live processes whose working folder is dir or inside it: what a test started there and
