@@ -167,6 +167,17 @@ static const char *posix_bracket_end(const char *p)
     return *p ? p + 1 : p;
 }
 
+/* Length of a quantifier at p as glibc reads a POSIX extended regex, 0 when there is none:
+ * unlike .NET (quantifier_len), glibc also takes "{,n}" for "{0,n}". */
+static size_t posix_quantifier_len(const char *p)
+{
+    if (*p == '*' || *p == '+' || *p == '?') return 1;
+    if (*p != '{') return 0;
+    size_t i = 1 + strspn(p + 1, "0123456789");
+    if (p[i] == ',') i += 1 + strspn(p + i + 1, "0123456789");
+    return p[i] == '}' ? i + 1 : 0;
+}
+
 /* The size of one part after the quantifier at q (of length ql) is applied to it. */
 static double regex_repeat(double part, const char *q, size_t ql)
 {
@@ -193,7 +204,7 @@ static double regex_expanded_size(const char *ere)
     st[0].done = st[0].last = 0;
     for (const char *p = ere; *p;) {
         double atom = 1;
-        size_t ql = quantifier_len(p);
+        size_t ql = posix_quantifier_len(p);
         if (ql && st[d].last > 0) {
             st[d].last = regex_repeat(st[d].last, p, ql);
             p += ql;
