@@ -135,15 +135,31 @@ static int nested_quantifier(const char *re)
     return 0;
 }
 
-/* glibc compiles repetition by copying the repeated part ("x{3}" is "xxx", "x+" is "xx*"), so
- * the automaton grows with the product of nested counts: "((a{100}){100}){100}" needs gigabytes,
- * and so does a pattern whose bracket hides a nested quantifier from the .NET-syntax check above
- * ("[\]ge(1++++*++)": .NET reads "\]" as an escaped ']', POSIX ends the bracket there; found by
- * fuzz_route). A regex constraint whose expanded size is over this many positions is refused;
- * real route patterns ("^[a-z0-9-]{1,128}$", a GUID, a date) need well under a few hundred.
- * At the limit glibc takes at most some tens of MiB. */
+/* glibc's regex engine has three costs a route pattern can blow up, each found by fuzz_route:
+ * - it compiles repetition by copying the repeated part ("x{3}" is "xxx", "x+" is "xx*"), so
+ *   nested counts multiply: "((a{100}){100}){100}" needs gigabytes. A bracket can hide nested
+ *   quantifiers from the .NET-syntax check above ("[\]ge(1++++*++)": .NET reads "\]" as an
+ *   escaped ']', POSIX ends the bracket there). Refused over ROUTE_REGEX_MAX_POSITIONS; at the
+ *   limit glibc takes at most some tens of MiB, and real route patterns ("^[a-z0-9-]{1,128}$",
+ *   a GUID, a date) need well under a few hundred positions.
+ * - an anchor (^ $ \b \B \< \> \` \') inside a repetition makes its epsilon closures
+ *   exponential in the nesting: "(((((^)+)+)+)+)+" takes seconds to compile, one level more
+ *   over a minute. Refused (in a route such an anchor matches at most once anyway).
+ * - a back-reference (\1 to \9) makes matching backtrack: "(a*)+(a*)+\1\2b" against 200
+ *   characters runs for minutes. Refused.
+ * Nested quantifiers and unbalanced parentheses, which .NET refuses, are refused here too as
+ * glibc reads the pattern: "$)*++++*+" (a lone ')' glibc accepts) took 12 s to compile. */
 #define ROUTE_REGEX_MAX_POSITIONS 2000.0
 #define ROUTE_REGEX_MAX_DEPTH     32
+
+/* What regex_measure finds in a POSIX extended regex. */
+typedef struct {
+    double positions;    /* upper estimate of what regcomp builds (HUGE_VAL: nested too deep) */
+    int    backref;      /* has \1 .. \9 */
+    int    anchor_repeated;
+    int    nested_quantifier; /* a quantifier after a quantifier (but for one lazy '?') */
+    int    unbalanced;        /* a ')' without its '(' or the reverse; glibc accepts a lone ')' */
+} regex_shape_t;
 
 /* Skip a POSIX bracket expression starting at p ('['), as regcomp reads it: a backslash is
  * literal, "[:alpha:]", "[.x.]" and "[=x=]" are single items, a ']' first is literal. Returns
@@ -194,48 +210,84 @@ static double regex_repeat(double part, const char *q, size_t ql)
     return fmax(fmax(m, n), 1) * (part + 1);
 }
 
-/* Upper estimate of the positions glibc's regcomp builds for the POSIX extended regex ere
- * (HUGE_VAL when nested deeper than ROUTE_REGEX_MAX_DEPTH). Alternatives and concatenation add;
- * a quantifier multiplies the part before it. */
-static double regex_expanded_size(const char *ere)
+/* Measure the POSIX extended regex ere as glibc reads it: alternatives and concatenation add
+ * positions, a quantifier multiplies the part before it. */
+static void regex_measure(const char *ere, regex_shape_t *out)
 {
-    struct { double done, last; } st[ROUTE_REGEX_MAX_DEPTH];
+    /* per open group: positions so far and of the last part; whether either holds an anchor */
+    struct { double done, last; int done_anchor, last_anchor, last_quantifiers; } st[ROUTE_REGEX_MAX_DEPTH];
     int d = 0;
-    st[0].done = st[0].last = 0;
+    memset(out, 0, sizeof *out);
+    memset(&st[0], 0, sizeof st[0]);
     for (const char *p = ere; *p;) {
         double atom = 1;
+        int anchor = 0;
         size_t ql = posix_quantifier_len(p);
         if (ql && st[d].last > 0) {
+            if (st[d].last_anchor) out->anchor_repeated = 1;
+            if (st[d].last_quantifiers++ && (*p != '?' || st[d].last_quantifiers > 2)) out->nested_quantifier = 1;
             st[d].last = regex_repeat(st[d].last, p, ql);
             p += ql;
             continue;
         }
         if (*p == '(') {
-            if (++d == ROUTE_REGEX_MAX_DEPTH) return HUGE_VAL;
-            st[d].done = st[d].last = 0;
+            if (++d == ROUTE_REGEX_MAX_DEPTH) { out->positions = HUGE_VAL; return; }
+            memset(&st[d], 0, sizeof st[d]);
             p++;
             continue;
         }
-        if (*p == ')' && d > 0) {
+        if (*p == ')') {
+            if (d == 0) { out->unbalanced = 1; return; }
             atom = st[d].done + st[d].last + 2;
+            anchor = st[d].done_anchor || st[d].last_anchor;
             d--;
             p++;
         } else if (*p == '|') {
             st[d].done += st[d].last + 1;
+            st[d].done_anchor |= st[d].last_anchor;
             st[d].last = 0;
+            st[d].last_anchor = 0;
+            st[d].last_quantifiers = 0;
             p++;
             continue;
         } else if (*p == '[') {
             p = posix_bracket_end(p);
+        } else if (*p == '\\' && p[1]) {
+            if (p[1] >= '1' && p[1] <= '9') out->backref = 1;
+            anchor = strchr("bB<>`'", p[1]) != NULL;
+            p += 2;
         } else {
-            p += (*p == '\\' && p[1]) ? 2 : 1;
+            anchor = *p == '^' || *p == '$';
+            p++;
         }
         st[d].done += st[d].last;
+        st[d].done_anchor |= st[d].last_anchor;
         st[d].last = atom;
+        st[d].last_anchor = anchor;
+        st[d].last_quantifiers = 0;
     }
-    double total = 0;
-    for (; d >= 0; d--) total += st[d].done + st[d].last;
-    return total;
+    if (d > 0) out->unbalanced = 1;
+    for (; d >= 0; d--) out->positions += st[d].done + st[d].last;
+}
+
+/* Why the route regex raw (.NET syntax), translated to the POSIX extended regex ere, is refused
+ * (see ROUTE_REGEX_MAX_POSITIONS), or NULL when glibc may be given ere. */
+static const char *regex_refusal(const char *raw, const char *ere)
+{
+    regex_shape_t shape;
+    regex_measure(ere, &shape);
+    if (shape.unbalanced) return "has unbalanced parentheses";
+    if (nested_quantifier(raw) || shape.nested_quantifier)
+        return "has a nested quantifier (a quantifier after a quantifier, as in 'a**'), which .NET refuses";
+    if (shape.positions > ROUTE_REGEX_MAX_POSITIONS)
+        return "is too large once its repetitions are expanded (over 2000 positions; nested counts multiply, "
+               "as in '(a{{100}}){{100}}')";
+    if (shape.anchor_repeated)
+        return "repeats an anchor (^, $, \\b, \\B, \\<, \\>), which glibc's regex engine takes exponential "
+               "time to compile";
+    if (shape.backref)
+        return "uses a back-reference (\\1 to \\9), which glibc's regex engine can take exponential time to match";
+    return NULL;
 }
 
 static int parse_ll(const char *s, size_t n, long long *v)
@@ -277,17 +329,10 @@ static int parse_constraint(const char *s, size_t n, cons_t *c, const char *tmpl
         if (!paren) goto bad;
         if (want == -2) {               /* regex(expr) */
             char *raw = strndup(args, al);
-            if (raw && nested_quantifier(raw)) {
-                snprintf(err, errlen, "route '%s': the regex constraint '%.*s' has a nested quantifier (a quantifier "
-                         "after a quantifier, as in 'a**'), which .NET refuses", tmpl, (int)n, s);
-                free(raw);
-                return -1;
-            }
             char *tr = raw ? translate_regex(raw) : NULL;
-            if (tr && regex_expanded_size(tr) > ROUTE_REGEX_MAX_POSITIONS) {
-                snprintf(err, errlen, "route '%s': the regex constraint '%.*s' is too large once its repetitions "
-                         "are expanded (over %.0f positions; nested counts multiply, as in '(a{100}){100}')",
-                         tmpl, (int)n, s, ROUTE_REGEX_MAX_POSITIONS);
+            const char *why = tr ? regex_refusal(raw, tr) : NULL;
+            if (why) {
+                snprintf(err, errlen, "route '%s': the regex constraint '%.*s' %s", tmpl, (int)n, s, why);
                 free(raw);
                 free(tr);
                 return -1;
