@@ -149,7 +149,9 @@ static int nested_quantifier(const char *re)
  *   characters runs for minutes. Refused.
  * Nested quantifiers and unbalanced parentheses, which .NET refuses, are refused here too as
  * glibc reads the pattern: "$)*++++*+" (a lone ')' glibc accepts) took 12 s to compile. */
-#define ROUTE_REGEX_MAX_POSITIONS 2000.0
+#define ROUTE_REGEX_MAX_POSITIONS 2000
+#define ROUTE_STR_(x) #x
+#define ROUTE_STR(x)  ROUTE_STR_(x)
 #define ROUTE_REGEX_MAX_DEPTH     32
 
 /* What regex_measure finds in a POSIX extended regex. */
@@ -280,8 +282,8 @@ static const char *regex_refusal(const char *raw, const char *ere)
     if (nested_quantifier(raw) || shape.nested_quantifier)
         return "has a nested quantifier (a quantifier after a quantifier, as in 'a**'), which .NET refuses";
     if (shape.positions > ROUTE_REGEX_MAX_POSITIONS)
-        return "is too large once its repetitions are expanded (over 2000 positions; nested counts multiply, "
-               "as in '(a{{100}}){{100}}')";
+        return "is too large once its repetitions are expanded (over " ROUTE_STR(ROUTE_REGEX_MAX_POSITIONS)
+               " positions; nested counts multiply, as in '(a{{100}}){{100}}')";
     if (shape.anchor_repeated)
         return "repeats an anchor (^, $, \\b, \\B, \\<, \\>), which glibc's regex engine takes exponential "
                "time to compile";
