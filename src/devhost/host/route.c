@@ -94,16 +94,22 @@ static char *translate_regex(const char *in)
     return out;
 }
 
-/* Length of a quantifier at p ("*", "+", "?" or "{n}", "{n,}", "{n,m}"), 0 when there is none. */
-static size_t quantifier_len(const char *p)
+/* Length of a quantifier at p as glibc reads a POSIX extended regex ("*", "+", "?", "{n}",
+ * "{n,}", "{n,m}", and "{,m}" for "{0,m}"), 0 when there is none. */
+static size_t posix_quantifier_len(const char *p)
 {
     if (*p == '*' || *p == '+' || *p == '?') return 1;
     if (*p != '{') return 0;
-    size_t i = 1, digits = strspn(p + i, "0123456789");
-    if (!digits) return 0;
-    i += digits;
+    size_t i = 1 + strspn(p + 1, "0123456789");
     if (p[i] == ',') i += 1 + strspn(p + i + 1, "0123456789");
     return p[i] == '}' ? i + 1 : 0;
+}
+
+/* The same as .NET reads it: a brace quantifier starts with its count ("{,m}" is text). */
+static size_t quantifier_len(const char *p)
+{
+    size_t q = posix_quantifier_len(p);
+    return (q > 1 && !isdigit((unsigned char)p[1])) ? 0 : q;
 }
 
 /* .NET refuses a quantifier that follows another ("a**", "a+{2}"; one '?' after a quantifier
@@ -183,17 +189,6 @@ static const char *posix_bracket_end(const char *p)
         p++;
     }
     return *p ? p + 1 : p;
-}
-
-/* Length of a quantifier at p as glibc reads a POSIX extended regex, 0 when there is none:
- * unlike .NET (quantifier_len), glibc also takes "{,n}" for "{0,n}". */
-static size_t posix_quantifier_len(const char *p)
-{
-    if (*p == '*' || *p == '+' || *p == '?') return 1;
-    if (*p != '{') return 0;
-    size_t i = 1 + strspn(p + 1, "0123456789");
-    if (p[i] == ',') i += 1 + strspn(p + i + 1, "0123456789");
-    return p[i] == '}' ? i + 1 : 0;
 }
 
 /* The size of one part after the quantifier at q (of length ql) is applied to it. */
